@@ -1,0 +1,32 @@
+use std::path::PathBuf;
+
+/// Errors of the Kubernetes adapter.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A CRD could not be rendered as YAML.
+    #[error("cannot render CRD {name} as YAML")]
+    Render {
+        /// The CRD's name.
+        name: String,
+        /// The serializer's error.
+        #[source]
+        source: serde_yaml::Error,
+    },
+    /// Reading or writing a CRD manifest failed.
+    #[error("CRD manifest {path}")]
+    Io {
+        /// The manifest path.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Manifests on disk differ from what the Rust types generate.
+    #[error(
+        "CRD manifests are stale, regenerate them with `egressctl crds --out deploy/crds`: {files:?}"
+    )]
+    Stale {
+        /// The files that differ, are missing or are unexpected.
+        files: Vec<String>,
+    },
+}

@@ -1,0 +1,12 @@
+//! Kubernetes adapter for the egress gateway.
+//!
+//! - [`crd`]: the five custom resource kinds of API group
+//!   `egressgateway.kubernetes.azure.com/v1alpha1`, wire-compatible with the
+//!   upstream project, with admission-time CEL validation.
+//! - [`generate`]: renders the CRD manifests that `deploy/crds/` holds.
+
+pub mod crd;
+mod error;
+pub mod generate;
+
+pub use error::Error;
