@@ -76,7 +76,10 @@ pub fn check(dir: &Path) -> Result<(), Error> {
     })?;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".yaml") && !manifests.contains_key(&name) {
+        let is_yaml = std::path::Path::new(&name)
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("yaml"));
+        if is_yaml && !manifests.contains_key(&name) {
             stale.push(format!("{name} unexpected"));
         }
     }

@@ -1,5 +1,12 @@
 //! CRDs against a real kube-apiserver and etcd (started by egress-testkit).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
+
 use std::time::Duration;
 
 use egress_k8s::crd::StaticGatewayConfiguration;
@@ -317,7 +324,7 @@ async fn invalid_specs_are_rejected_at_admission_naming_the_field() -> TestResul
     // Nothing invalid was stored.
     assert!(
         sgc_api(&client)
-            .list(&Default::default())
+            .list(&kube::api::ListParams::default())
             .await?
             .items
             .is_empty()

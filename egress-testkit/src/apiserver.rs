@@ -17,7 +17,7 @@ use crate::process::{Guarded, run};
 pub const KUBERNETES_VERSION: &str = include_str!("../../tools/k8s/version");
 
 const TOKEN: &str = "egress-testkit-admin-token";
-const READY_TIMEOUT: Duration = Duration::from_secs(120);
+const READY_TIMEOUT: Duration = Duration::from_mins(2);
 
 /// A running API server. Dropping it stops the server and etcd.
 #[derive(Debug)]
@@ -231,9 +231,12 @@ current-context: egress-test
 async fn client_from(path: &Path) -> Result<kube::Client, Error> {
     let kubeconfig =
         kube::config::Kubeconfig::read_from(path).map_err(|e| Error::Kubeconfig(Box::new(e)))?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .map_err(|e| Error::Kubeconfig(Box::new(e)))?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .map_err(|e| Error::Kubeconfig(Box::new(e)))?;
     kube::Client::try_from(config).map_err(|e| Error::Kubeconfig(Box::new(e)))
 }
 
@@ -278,6 +281,8 @@ async fn wait_ready(apiserver: &mut Guarded, kubeconfig: &Path) -> Result<(), Er
 
 fn http_get(path: &str) -> http::Request<Vec<u8>> {
     let mut req = http::Request::new(Vec::new());
-    *req.uri_mut() = http::Uri::from_maybe_shared(path.to_string()).unwrap_or_default();
+    if let Ok(uri) = path.parse() {
+        *req.uri_mut() = uri;
+    }
     req
 }
