@@ -5,15 +5,24 @@
 //! are passed in, and a CI check keeps async runtimes, Kubernetes, Azure,
 //! netlink, nftables and WireGuard crates out of its dependency tree.
 //!
+//! - [`model`]: configurations, pools, status and endpoints, free of SDK types.
+//! - [`validate`]: every spec rule, one typed [`Error`] per rule, naming the field.
 //! - [`routes`]: which destinations of a pod go through the tunnel, for IPv4
 //!   and IPv6, with `explain` for a single destination.
+//! - [`sizing`]: public prefix and private subnet capacity.
+//! - [`names`]: names and constants shared with the upstream project.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod arm;
 pub mod cidr;
 mod error;
+pub mod model;
+pub mod names;
 pub mod routes;
+pub mod sizing;
+pub mod validate;
 
 pub use cidr::Family;
 pub use error::Error;
