@@ -10,6 +10,7 @@
 //! - [`routes`]: which destinations of a pod go through the tunnel, for IPv4
 //!   and IPv6, with `explain` for a single destination.
 //! - [`sizing`]: public prefix and private subnet capacity.
+//! - [`lb`]: the internal load balancer, with sticky per-pool ports.
 //! - [`names`]: names and constants shared with the upstream project.
 
 #![forbid(unsafe_code)]
@@ -18,6 +19,7 @@
 pub mod arm;
 pub mod cidr;
 mod error;
+pub mod lb;
 pub mod model;
 pub mod names;
 pub mod routes;

@@ -1,0 +1,352 @@
+//! Internal load-balancer planning.
+//!
+//! Given the observed ILB and every configuration per gateway pool, compute
+//! the desired ILB: one frontend and one backend pool per gateway pool (named
+//! after the pool's unique ID), and one UDP floating-IP rule plus one HTTP
+//! probe on `/gw/<sgc uid>` per configuration (named after the LB
+//! configuration's UID), as upstream names them.
+//!
+//! Ports come from `[6000, 7000)` per pool and are sticky: a rule that is still
+//! valid keeps its port even if other configurations come and go. Otherwise the
+//! lowest free port is taken. Planning is full-state and minimal: the ILB is
+//! dedicated to the gateway, objects nobody asks for are removed, existing
+//! objects keep their order, and when nothing differs no write is planned.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use crate::names::{PORT_END, PORT_MIN, probe_path};
+
+/// Transport protocol of a rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// UDP, what WireGuard uses.
+    Udp,
+    /// TCP.
+    Tcp,
+    /// Anything else Azure reports.
+    Other,
+}
+
+/// A frontend IP configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frontend {
+    /// Name (the pool's unique ID).
+    pub name: String,
+    /// The private IPv4 address once Azure assigned it.
+    pub private_ip: Option<IpAddr>,
+    /// Subnet the address comes from (ARM ID).
+    pub subnet_id: Option<String>,
+}
+
+/// A load-balancing rule; references are by name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    /// Name (the LB configuration's UID).
+    pub name: String,
+    /// Frontend name.
+    pub frontend: String,
+    /// Backend pool name.
+    pub backend: String,
+    /// Probe name.
+    pub probe: String,
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Frontend port.
+    pub frontend_port: u16,
+    /// Backend port.
+    pub backend_port: u16,
+    /// Floating IP (direct server return).
+    pub floating_ip: bool,
+}
+
+/// An HTTP health probe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Probe {
+    /// Name (the LB configuration's UID).
+    pub name: String,
+    /// Port probed on each node.
+    pub port: u16,
+    /// Request path.
+    pub path: String,
+    /// Seconds between probes.
+    pub interval_secs: u32,
+    /// Failures before a node is taken out.
+    pub threshold: u32,
+}
+
+/// The parts of an internal load balancer this system manages.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoadBalancer {
+    /// Frontends.
+    pub frontends: Vec<Frontend>,
+    /// Backend pool names.
+    pub backends: Vec<String>,
+    /// Rules.
+    pub rules: Vec<Rule>,
+    /// Probes.
+    pub probes: Vec<Probe>,
+}
+
+/// Probe settings shared by every rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProbeSettings {
+    /// Port of the gateway daemon's probe server.
+    pub port: u16,
+    /// Seconds between probes.
+    pub interval_secs: u32,
+    /// Failures before a node is taken out.
+    pub threshold: u32,
+}
+
+impl Default for ProbeSettings {
+    fn default() -> Self {
+        Self {
+            port: crate::names::DEFAULT_PROBE_PORT,
+            interval_secs: 5,
+            threshold: 1,
+        }
+    }
+}
+
+/// One configuration that needs a rule.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RuleDemand {
+    /// UID of the LB configuration: names the rule and the probe.
+    pub lb_uid: String,
+    /// UID of the SGC: the probe path.
+    pub sgc_uid: String,
+}
+
+/// One gateway pool and the configurations that target it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolDemand {
+    /// The pool's unique ID: names its frontend and backend pool.
+    pub pool_uid: String,
+    /// Subnet for a new frontend's private IP (ARM ID).
+    pub subnet_id: String,
+    /// The configurations.
+    pub rules: Vec<RuleDemand>,
+}
+
+/// What to do with the ILB.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LbChange {
+    /// Already as desired: no write.
+    None,
+    /// Create or update the ILB with this content.
+    Put(LoadBalancer),
+    /// Nothing is needed any more: delete the ILB.
+    Delete,
+}
+
+/// The outcome of [`plan`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LbPlan {
+    /// The write to make.
+    pub change: LbChange,
+    /// Port per LB configuration UID, for every configuration that got one.
+    pub ports: BTreeMap<String, u16>,
+    /// Per-pool failures: the configurations of these pools got no rule.
+    pub errors: Vec<LbError>,
+}
+
+/// A pool the planner could not serve in full.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LbError {
+    /// Every port of the pool's range is taken.
+    #[error("gateway pool {pool_uid}: all {} ports in [{PORT_MIN}, {PORT_END}) are in use; configuration {lb_uid} gets no rule", PORT_END - PORT_MIN)]
+    PortsExhausted {
+        /// The pool.
+        pool_uid: String,
+        /// The configuration left without a port.
+        lb_uid: String,
+    },
+    /// A frontend of the right name exists but is not a private IPv4 frontend.
+    #[error("frontend {name} exists but has no private IPv4 address; remove it or fix it by hand")]
+    UnexpectedFrontend {
+        /// The frontend's name.
+        name: String,
+    },
+}
+
+fn eq(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+fn desired_probe(d: &RuleDemand, settings: ProbeSettings) -> Probe {
+    Probe {
+        name: d.lb_uid.clone(),
+        port: settings.port,
+        path: probe_path(&d.sgc_uid),
+        interval_secs: settings.interval_secs,
+        threshold: settings.threshold,
+    }
+}
+
+fn rule_shape_ok(rule: &Rule, pool: &str, lb_uid: &str) -> bool {
+    eq(&rule.frontend, pool)
+        && eq(&rule.backend, pool)
+        && eq(&rule.probe, lb_uid)
+        && rule.protocol == Protocol::Udp
+        && rule.floating_ip
+        && rule.frontend_port == rule.backend_port
+        && (PORT_MIN..PORT_END).contains(&rule.frontend_port)
+}
+
+/// Plans the ILB for `pools` against what `observed` holds (`None`: no ILB).
+pub fn plan(
+    observed: Option<&LoadBalancer>,
+    pools: &[PoolDemand],
+    settings: ProbeSettings,
+) -> LbPlan {
+    let empty = LoadBalancer::default();
+    let current = observed.unwrap_or(&empty);
+    let mut ports = BTreeMap::new();
+    let mut errors = Vec::new();
+    let mut want = LoadBalancer::default();
+
+    // A pool without configurations needs no frontend, as upstream decides.
+    for pool in pools.iter().filter(|p| !p.rules.is_empty()) {
+        let frontend = match current
+            .frontends
+            .iter()
+            .find(|f| eq(&f.name, &pool.pool_uid))
+        {
+            Some(f) if f.private_ip.is_none_or(|ip| ip.is_ipv4()) => f.clone(),
+            Some(f) => {
+                errors.push(LbError::UnexpectedFrontend {
+                    name: f.name.clone(),
+                });
+                continue;
+            }
+            None => Frontend {
+                name: pool.pool_uid.clone(),
+                private_ip: None,
+                subnet_id: Some(pool.subnet_id.clone()),
+            },
+        };
+        want.frontends.push(frontend);
+        want.backends.push(pool.pool_uid.clone());
+
+        // Sticky ports: valid existing rules keep theirs, first come first
+        // served by name if two somehow share one.
+        let mut demands: Vec<&RuleDemand> = pool.rules.iter().collect();
+        demands.sort();
+        demands.dedup_by(|a, b| eq(&a.lb_uid, &b.lb_uid));
+        let mut used = BTreeSet::new();
+        let mut kept: BTreeMap<&str, u16> = BTreeMap::new();
+        for d in &demands {
+            let existing = current
+                .rules
+                .iter()
+                .find(|r| eq(&r.name, &d.lb_uid))
+                .filter(|r| rule_shape_ok(r, &pool.pool_uid, &d.lb_uid));
+            if let Some(r) = existing
+                && used.insert(r.frontend_port)
+            {
+                kept.insert(d.lb_uid.as_str(), r.frontend_port);
+            }
+        }
+        let mut next = PORT_MIN;
+        for d in &demands {
+            let port = if let Some(&p) = kept.get(d.lb_uid.as_str()) {
+                p
+            } else {
+                while next < PORT_END && used.contains(&next) {
+                    next += 1;
+                }
+                if next >= PORT_END {
+                    errors.push(LbError::PortsExhausted {
+                        pool_uid: pool.pool_uid.clone(),
+                        lb_uid: d.lb_uid.clone(),
+                    });
+                    continue;
+                }
+                used.insert(next);
+                next
+            };
+            ports.insert(d.lb_uid.clone(), port);
+            want.rules.push(Rule {
+                name: d.lb_uid.clone(),
+                frontend: pool.pool_uid.clone(),
+                backend: pool.pool_uid.clone(),
+                probe: d.lb_uid.clone(),
+                protocol: Protocol::Udp,
+                frontend_port: port,
+                backend_port: port,
+                floating_ip: true,
+            });
+            want.probes.push(desired_probe(d, settings));
+        }
+    }
+
+    let change = if want.frontends.is_empty() && errors.is_empty() {
+        if observed.is_some() {
+            LbChange::Delete
+        } else {
+            LbChange::None
+        }
+    } else {
+        let ordered = keep_observed_order(current, want);
+        if observed.is_some_and(|o| same(o, &ordered)) {
+            LbChange::None
+        } else {
+            LbChange::Put(ordered)
+        }
+    };
+    LbPlan {
+        change,
+        ports,
+        errors,
+    }
+}
+
+/// Puts surviving objects in their observed order, new ones after, so the
+/// written body differs from the observed one only where it must.
+fn keep_observed_order(current: &LoadBalancer, mut want: LoadBalancer) -> LoadBalancer {
+    fn order<T>(items: &mut [T], observed: &[String], name: impl Fn(&T) -> &str) {
+        items.sort_by_key(|item| {
+            observed
+                .iter()
+                .position(|o| eq(o, name(item)))
+                .unwrap_or(usize::MAX)
+        });
+    }
+    let f: Vec<String> = current.frontends.iter().map(|x| x.name.clone()).collect();
+    let r: Vec<String> = current.rules.iter().map(|x| x.name.clone()).collect();
+    let p: Vec<String> = current.probes.iter().map(|x| x.name.clone()).collect();
+    order(&mut want.frontends, &f, |x| &x.name);
+    order(&mut want.backends, &current.backends, |x| x);
+    order(&mut want.rules, &r, |x| &x.name);
+    order(&mut want.probes, &p, |x| &x.name);
+    want
+}
+
+/// Equal up to name case.
+fn same(a: &LoadBalancer, b: &LoadBalancer) -> bool {
+    let lower = |lb: &LoadBalancer| {
+        let mut lb = lb.clone();
+        for f in &mut lb.frontends {
+            f.name.make_ascii_lowercase();
+            // The subnet of an existing frontend is not ours to change.
+            f.subnet_id = None;
+        }
+        for b in &mut lb.backends {
+            b.make_ascii_lowercase();
+        }
+        for r in &mut lb.rules {
+            for s in [&mut r.name, &mut r.frontend, &mut r.backend, &mut r.probe] {
+                s.make_ascii_lowercase();
+            }
+        }
+        for p in &mut lb.probes {
+            p.name.make_ascii_lowercase();
+        }
+        lb
+    };
+    lower(a) == lower(b)
+}
+
+#[cfg(test)]
+mod tests;
