@@ -11,6 +11,7 @@
 //!   and IPv6, with `explain` for a single destination.
 //! - [`sizing`]: public prefix and private subnet capacity.
 //! - [`lb`]: the internal load balancer, with sticky per-pool ports.
+//! - [`vmss`]: secondary ipConfigs on VMSS models, instances and VM-pool NICs.
 //! - [`names`]: names and constants shared with the upstream project.
 
 #![forbid(unsafe_code)]
@@ -25,6 +26,7 @@ pub mod names;
 pub mod routes;
 pub mod sizing;
 pub mod validate;
+pub mod vmss;
 
 pub use cidr::Family;
 pub use error::Error;
