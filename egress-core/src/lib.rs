@@ -12,6 +12,7 @@
 //! - [`sizing`]: public prefix and private subnet capacity.
 //! - [`lb`]: the internal load balancer, with sticky per-pool ports.
 //! - [`vmss`]: secondary ipConfigs on VMSS models, instances and VM-pool NICs.
+//! - [`node`]: a gateway node's dataplane, diffed into ordered idempotent operations.
 //! - [`names`]: names and constants shared with the upstream project.
 
 #![forbid(unsafe_code)]
@@ -23,6 +24,7 @@ mod error;
 pub mod lb;
 pub mod model;
 pub mod names;
+pub mod node;
 pub mod routes;
 pub mod sizing;
 pub mod validate;
