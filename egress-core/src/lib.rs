@@ -13,6 +13,7 @@
 //! - [`lb`]: the internal load balancer, with sticky per-pool ports.
 //! - [`vmss`]: secondary ipConfigs on VMSS models, instances and VM-pool NICs.
 //! - [`node`]: a gateway node's dataplane, diffed into ordered idempotent operations.
+//! - [`pod`]: a pod's tunnel interface, routes and reply path.
 //! - [`names`]: names and constants shared with the upstream project.
 
 #![forbid(unsafe_code)]
@@ -25,6 +26,7 @@ pub mod lb;
 pub mod model;
 pub mod names;
 pub mod node;
+pub mod pod;
 pub mod routes;
 pub mod sizing;
 pub mod validate;
