@@ -1,4 +1,6 @@
+use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// Everything egress-core can reject. Validation variants name the field they
 /// are about, using the JSON path a user would write in a manifest.
@@ -115,10 +117,170 @@ pub enum Error {
         /// Surge nodes to leave room for.
         surge: u32,
     },
+    /// A bring-your-own or managed prefix of the wrong length.
+    #[error("public IP prefix {prefix} is /{found}, but the gateway pool needs /{required}")]
+    PrefixLengthMismatch {
+        /// The prefix.
+        prefix: String,
+        /// Its length.
+        found: u8,
+        /// The length the pool needs.
+        required: u8,
+    },
+    /// A bring-your-own prefix that does not exist.
+    #[error("public IP prefix {prefix} (spec.publicIpPrefixId) does not exist")]
+    PrefixMissing {
+        /// The prefix's ARM ID.
+        prefix: String,
+    },
+    /// Not planned this pass because something it depends on could not be read.
+    #[error("not changed this pass: {reason}")]
+    Blocked {
+        /// What could not be read.
+        reason: String,
+    },
+    /// The load balancer could not give the configuration a rule.
+    #[error("load balancer: {0}")]
+    LoadBalancer(String),
+    /// A pool's machines could not be planned.
+    #[error("gateway pool: {0}")]
+    Pool(String),
+    /// A call through one of the traits failed.
+    #[error("{layer} call {op} failed ({kind})")]
+    Adapter {
+        /// Which trait.
+        layer: Layer,
+        /// The call.
+        op: &'static str,
+        /// How the caller should react.
+        kind: FailureKind,
+        /// The adapter's own error.
+        #[source]
+        source: AdapterSource,
+    },
     /// A destination of the wrong family for a family-specific query.
     #[error("address {addr} is not of the plan's family")]
     Family {
         /// The address.
         addr: IpAddr,
     },
+}
+
+/// The trait an adapter error came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layer {
+    /// [`crate::traits::CloudProvider`].
+    Cloud,
+    /// [`crate::traits::ClusterApi`].
+    Cluster,
+    /// [`crate::traits::Dataplane`].
+    Dataplane,
+}
+
+impl fmt::Display for Layer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Cloud => "cloud",
+            Self::Cluster => "cluster",
+            Self::Dataplane => "dataplane",
+        })
+    }
+}
+
+/// How a failed call should be handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The object does not exist.
+    NotFound,
+    /// A concurrent change (`ETag` or `resourceVersion` mismatch): re-read and retry.
+    Conflict,
+    /// Rate limited; retry after the server's hint when it gave one.
+    Throttled {
+        /// Seconds from a `Retry-After` header.
+        retry_after_secs: Option<u64>,
+    },
+    /// Likely to succeed on retry (timeouts, 5xx).
+    Transient,
+    /// Will not succeed without a change (bad request, forbidden).
+    Permanent,
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotFound => f.write_str("not found"),
+            Self::Conflict => f.write_str("conflict"),
+            Self::Throttled {
+                retry_after_secs: Some(s),
+            } => write!(f, "throttled, retry after {s} s"),
+            Self::Throttled {
+                retry_after_secs: None,
+            } => f.write_str("throttled"),
+            Self::Transient => f.write_str("transient"),
+            Self::Permanent => f.write_str("permanent"),
+        }
+    }
+}
+
+/// An adapter's error, shared so [`Error`] stays cheap to clone. Two sources
+/// compare equal when their messages do.
+#[derive(Clone)]
+pub struct AdapterSource(pub Arc<dyn std::error::Error + Send + Sync>);
+
+impl AdapterSource {
+    /// Wraps an adapter error.
+    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(Arc::new(e))
+    }
+}
+
+impl fmt::Debug for AdapterSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for AdapterSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for AdapterSource {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl PartialEq for AdapterSource {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for AdapterSource {}
+
+impl Error {
+    /// Builds an adapter error.
+    pub fn adapter(
+        layer: Layer,
+        op: &'static str,
+        kind: FailureKind,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Adapter {
+            layer,
+            op,
+            kind,
+            source: AdapterSource::new(source),
+        }
+    }
+
+    /// The failure kind, for adapter errors.
+    pub fn failure_kind(&self) -> Option<FailureKind> {
+        match self {
+            Self::Adapter { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
 }

@@ -14,13 +14,19 @@
 //! - [`vmss`]: secondary ipConfigs on VMSS models, instances and VM-pool NICs.
 //! - [`node`]: a gateway node's dataplane, diffed into ordered idempotent operations.
 //! - [`pod`]: a pod's tunnel interface, routes and reply path.
+//! - [`traits`]: `CloudProvider`, `ClusterApi` and `Dataplane`, the seams to the world.
+//! - [`controller`]: the reconcile pass over every configuration, generic over the traits.
+//! - [`backoff`]: requeue delays as values.
+//! - `testing` (feature `test-util`): in-memory implementations of the traits.
 //! - [`names`]: names and constants shared with the upstream project.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod arm;
+pub mod backoff;
 pub mod cidr;
+pub mod controller;
 mod error;
 pub mod lb;
 pub mod model;
@@ -29,8 +35,11 @@ pub mod node;
 pub mod pod;
 pub mod routes;
 pub mod sizing;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
+pub mod traits;
 pub mod validate;
 pub mod vmss;
 
 pub use cidr::Family;
-pub use error::Error;
+pub use error::{AdapterSource, Error, FailureKind, Layer};

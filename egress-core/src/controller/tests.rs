@@ -1,0 +1,314 @@
+#![allow(clippy::print_stdout)]
+
+use futures::executor::block_on;
+
+use super::*;
+use crate::model::{GatewaySpec, VmssProfileSpec};
+use crate::routes::RouteMode;
+use crate::testing::{InMemoryCloud, InMemoryCluster};
+
+const SUB: &str = "00000000-0000-0000-0000-00000000aaaa";
+
+fn settings() -> ControllerSettings {
+    ControllerSettings {
+        subscription_id: SUB.into(),
+        frontend_subnet_id: format!(
+            "/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/vnet/subnets/ilb"
+        ),
+        probe: ProbeSettings::default(),
+    }
+}
+
+fn world(instances: usize) -> (InMemoryCloud, InMemoryCluster) {
+    let cloud = InMemoryCloud::new(SUB, "rg");
+    cloud.add_vmss_pool("rg", "gwvmss", Some("gwpool"), Some(30), instances);
+    (cloud, InMemoryCluster::default())
+}
+
+fn pool_spec(public: bool, prefix: Option<String>) -> GatewaySpec {
+    GatewaySpec {
+        gateway_nodepool_name: Some("gwpool".into()),
+        provision_public_ips: public,
+        public_ip_prefix_id: prefix,
+        default_route: RouteMode::Gateway,
+        exclude_cidrs: vec!["10.0.0.0/8".into()],
+        ..GatewaySpec::default()
+    }
+}
+
+fn pass(cloud: &InMemoryCloud, cluster: &InMemoryCluster) -> PassReport {
+    block_on(reconcile(cloud, cluster, &settings())).expect("list_configs works")
+}
+
+fn count(report: &PassReport, want: &Outcome) -> usize {
+    report.outcomes.values().filter(|o| *o == want).count()
+}
+
+#[test]
+fn a_hundred_configurations_on_one_pool_converge_in_few_writes() {
+    for (label, public) in [("private mode", false), ("bring-your-own prefixes", true)] {
+        let (cloud, cluster) = world(4);
+        for i in 0..100 {
+            let prefix = public.then(|| cloud.add_byo_prefix(&format!("byo{i}"), 30));
+            cluster.apply("ns", &format!("gw{i}"), pool_spec(public, prefix));
+        }
+        let report = pass(&cloud, &cluster);
+        let writes = cloud.total_writes();
+        println!(
+            "100 configurations, {label}, one 4-instance pool: {writes} cloud writes {:?} (target <= 10; upstream ~600)",
+            cloud.state().writes
+        );
+        assert_eq!(count(&report, &Outcome::Ready), 100, "{report:?}");
+        assert!(writes <= 10, "{writes} writes");
+
+        let stored = cluster.get("ns", "gw42").unwrap();
+        let server = stored.obj.status.server.unwrap();
+        assert!((6000..7000).contains(&server.port));
+        assert_eq!(stored.obj.nodes.len(), 4);
+        match stored.obj.status.egress.unwrap() {
+            EgressAddresses::Private(ips) => assert_eq!(ips.len(), 4),
+            EgressAddresses::Prefix(p) => assert_eq!(p.prefix_len(), 30),
+        }
+
+        // Steady state: no cloud writes and no status writes.
+        let cluster_writes = cluster.total_writes();
+        let again = pass(&cloud, &cluster);
+        assert_eq!(count(&again, &Outcome::Ready), 100);
+        assert_eq!(
+            cloud.total_writes(),
+            writes,
+            "second pass wrote to the cloud"
+        );
+        assert_eq!(
+            cluster.total_writes(),
+            cluster_writes,
+            "second pass wrote status"
+        );
+        println!("second pass, {label}: 0 cloud writes, 0 cluster writes");
+    }
+}
+
+#[test]
+fn managed_prefixes_add_exactly_one_create_each() {
+    let (cloud, cluster) = world(4);
+    for i in 0..100 {
+        cluster.apply("ns", &format!("gw{i}"), pool_spec(true, None));
+    }
+    let report = pass(&cloud, &cluster);
+    assert_eq!(count(&report, &Outcome::Ready), 100);
+    let writes = cloud.state().writes.clone();
+    println!(
+        "100 configurations, managed prefixes: {} cloud writes {writes:?}",
+        cloud.total_writes()
+    );
+    assert_eq!(writes["create_public_ip_prefix"], 100);
+    assert!(cloud.total_writes() - 100 <= 10);
+    let before = cloud.total_writes();
+    pass(&cloud, &cluster);
+    assert_eq!(cloud.total_writes(), before);
+}
+
+#[test]
+fn deleting_everything_leaves_nothing_behind() {
+    let (cloud, cluster) = world(2);
+    for i in 0..5 {
+        cluster.apply("ns", &format!("gw{i}"), pool_spec(true, None));
+    }
+    pass(&cloud, &cluster);
+    assert!(!cloud.leftovers().is_empty());
+    for i in 0..5 {
+        cluster.delete("ns", &format!("gw{i}"));
+    }
+    let report = pass(&cloud, &cluster);
+    assert_eq!(count(&report, &Outcome::Deleted), 5, "{report:?}");
+    assert_eq!(cloud.leftovers(), Vec::<String>::new());
+    assert!(cluster.state().configs.is_empty());
+}
+
+const CLOUD_OPS: &[&str] = &[
+    "get_pool",
+    "put_vmss_model",
+    "update_vmss_instance",
+    "get_load_balancer",
+    "put_load_balancer",
+    "delete_load_balancer",
+    "get_public_ip_prefix",
+    "delete_public_ip_prefix",
+];
+const CLUSTER_OPS: &[&str] = &[
+    "children",
+    "delete_children",
+    "delete_key_secret",
+    "remove_finalizer",
+];
+
+#[test]
+fn deletion_with_a_failure_at_every_step_leaks_nothing() {
+    let kinds = [
+        FailureKind::Transient,
+        FailureKind::Throttled {
+            retry_after_secs: Some(7),
+        },
+        FailureKind::Conflict,
+        FailureKind::Permanent,
+    ];
+    for op in CLOUD_OPS.iter().chain(CLUSTER_OPS) {
+        for kind in kinds {
+            let (cloud, cluster) = world(3);
+            cluster.apply("ns", "keep", pool_spec(false, None));
+            cluster.apply("ns", "a", pool_spec(true, None));
+            cluster.apply("ns", "b", pool_spec(false, None));
+            pass(&cloud, &cluster);
+            cluster.delete("ns", "a");
+            cluster.delete("ns", "b");
+            if CLOUD_OPS.contains(op) {
+                cloud.fail_next(op, &[kind, kind]);
+            } else {
+                cluster.fail_next(op, &[kind, kind]);
+            }
+            let uids: Vec<(&str, ChildUids)> = ["a", "b"]
+                .into_iter()
+                .map(|n| (n, cluster.get("ns", n).unwrap().children.unwrap()))
+                .collect();
+            let mut passes = 0;
+            while cluster.state().configs.len() > 1 {
+                passes += 1;
+                assert!(passes <= 6, "{op} {kind}: deletion does not converge");
+                let report = pass(&cloud, &cluster);
+                // Whatever failed, an object is only gone once its Azure objects are.
+                for (name, c) in &uids {
+                    if cluster.get("ns", name).is_none() {
+                        let left: Vec<String> = cloud
+                            .leftovers()
+                            .into_iter()
+                            .filter(|l| l.contains(&c.vm_uid) || l.contains(&c.lb_uid))
+                            .collect();
+                        assert!(
+                            left.is_empty(),
+                            "{op} {kind}: {name} finalized while {left:?} remain"
+                        );
+                    }
+                }
+                // The surviving configuration is never torn down by a failure.
+                let keep = report
+                    .outcomes
+                    .iter()
+                    .find(|(id, _)| id.name == "keep")
+                    .map(|(_, o)| o.clone());
+                assert!(
+                    !matches!(keep, Some(Outcome::Invalid(_))),
+                    "{op} {kind}: keep became {keep:?}"
+                );
+                assert_eq!(
+                    cluster.get("ns", "keep").unwrap().obj.nodes.len(),
+                    3,
+                    "{op} {kind}"
+                );
+            }
+            let managed: Vec<String> = cloud
+                .leftovers()
+                .into_iter()
+                .filter(|l| {
+                    l.contains("ipConfig") || l.contains("prefix") || l.contains("public IP")
+                })
+                .collect();
+            // Only the surviving private configuration's ipConfigs remain (one per instance + model).
+            assert_eq!(managed.len(), 4, "{op} {kind}: {managed:?}");
+            assert!(cluster.get("ns", "keep").unwrap().obj.status.is_ready());
+        }
+    }
+}
+
+#[test]
+fn a_transient_read_failure_never_tears_anything_down() {
+    let (cloud, cluster) = world(2);
+    let byo = cloud.add_byo_prefix("byo", 30);
+    cluster.apply("ns", "a", pool_spec(true, Some(byo)));
+    cluster.apply("ns", "b", pool_spec(false, None));
+    pass(&cloud, &cluster);
+    let writes = cloud.total_writes();
+    let before = cloud.leftovers();
+    cloud.fail_next("get_public_ip_prefix", &[FailureKind::Transient]);
+    let report = pass(&cloud, &cluster);
+    assert!(matches!(
+        report.outcomes.values().next(),
+        Some(Outcome::Failed(_))
+    ));
+    assert_eq!(
+        cloud.total_writes(),
+        writes,
+        "a failed read must not lead to writes"
+    );
+    assert_eq!(cloud.leftovers(), before);
+    assert_eq!(count(&pass(&cloud, &cluster), &Outcome::Ready), 2);
+}
+
+#[test]
+fn invalid_specs_are_reported_and_touch_nothing() {
+    let (cloud, cluster) = world(4);
+    // /31 holds 2 addresses, the pool has 4 nodes.
+    let spec = GatewaySpec {
+        gateway_nodepool_name: None,
+        vmss_profile: Some(VmssProfileSpec {
+            resource_group: Some("rg".into()),
+            name: Some("gwvmss".into()),
+            prefix_len: Some(31),
+        }),
+        ..pool_spec(true, None)
+    };
+    cluster.apply("ns", "small", spec);
+    cluster.apply("ns", "nopool", GatewaySpec::default());
+    let report = pass(&cloud, &cluster);
+    assert!(
+        report
+            .outcomes
+            .values()
+            .all(|o| matches!(o, Outcome::Invalid(_))),
+        "{report:?}"
+    );
+    assert_eq!(cloud.state().writes.get("create_public_ip_prefix"), None);
+    assert!(
+        cluster
+            .state()
+            .events
+            .iter()
+            .any(|(_, m)| m.contains("exactly one of"))
+    );
+    let text = format!("{report:?}");
+    assert!(text.contains("PrefixCapacity"), "{text}");
+}
+
+#[test]
+fn requeue_backs_off_on_failure_and_resyncs_when_healthy() {
+    let (cloud, cluster) = world(2);
+    cluster.apply("ns", "a", pool_spec(false, None));
+    let backoff = Backoff {
+        jitter: 0.0,
+        ..Backoff::default()
+    };
+    let mut attempts = BTreeMap::new();
+    cloud.fail_always(
+        "put_load_balancer",
+        Some(FailureKind::Throttled {
+            retry_after_secs: Some(30),
+        }),
+    );
+    let r1 = pass(&cloud, &cluster);
+    assert_eq!(
+        r1.requeue(&backoff, &mut attempts, 0.0),
+        Duration::from_secs(30),
+        "Retry-After wins over 1 s"
+    );
+    cloud.fail_always("put_load_balancer", Some(FailureKind::Transient));
+    for expected in [2, 4, 8] {
+        let r = pass(&cloud, &cluster);
+        assert_eq!(
+            r.requeue(&backoff, &mut attempts, 0.0),
+            Duration::from_secs(expected)
+        );
+    }
+    cloud.fail_always("put_load_balancer", None);
+    let ok = pass(&cloud, &cluster);
+    assert_eq!(ok.requeue(&backoff, &mut attempts, 0.0), backoff.resync);
+    assert!(attempts.is_empty());
+}

@@ -1,0 +1,748 @@
+//! In-memory implementations of the three traits, for tests (feature
+//! `test-util`). They behave like the real systems where the engine can tell
+//! (Azure assigns addresses on write, deletions of absent objects succeed),
+//! count every write per resource kind, and fail calls on request.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+use ipnet::{IpNet, Ipv4Net};
+
+use crate::lb::LoadBalancer;
+use crate::model::{ConfigId, GatewayNode, GatewaySpec, GatewayStatus, PoolSelector, SecretRef};
+use crate::names::{is_managed_name, key_secret_name};
+use crate::node::{self, NodeOp, NodeState};
+use crate::traits::{
+    ChildUids, CloudProvider, ClusterApi, ConfigObject, Dataplane, KeyInfo, PoolInfo, PoolKind,
+    PrefixRef, PublicIpPrefix,
+};
+use crate::vmss::{Instance, IpConfig, Nic};
+use crate::{Error, FailureKind, Layer};
+
+/// The error an injected failure carries.
+#[derive(Debug, thiserror::Error)]
+#[error("injected failure of {0}")]
+pub struct Injected(pub &'static str);
+
+/// Failures to inject, per operation name (the trait method's name).
+#[derive(Debug, Default)]
+pub struct Faults {
+    queued: BTreeMap<&'static str, VecDeque<FailureKind>>,
+    always: BTreeMap<&'static str, FailureKind>,
+}
+
+impl Faults {
+    fn check(&mut self, layer: Layer, op: &'static str) -> Result<(), Error> {
+        let kind = self
+            .queued
+            .get_mut(op)
+            .and_then(VecDeque::pop_front)
+            .or_else(|| self.always.get(op).copied());
+        kind.map_or(Ok(()), |kind| {
+            Err(Error::adapter(layer, op, kind, Injected(op)))
+        })
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn not_found(layer: Layer, op: &'static str) -> Error {
+    Error::adapter(layer, op, FailureKind::NotFound, Injected(op))
+}
+
+/// The state of the simulated cloud.
+#[derive(Debug, Default)]
+pub struct CloudState {
+    /// Pools by key (`vmss/<rg>/<name>` lower-case).
+    pub pools: BTreeMap<String, (Option<String>, PoolInfo)>,
+    /// The internal load balancer.
+    pub lb: Option<LoadBalancer>,
+    /// Public IP prefixes by lower-case ARM ID.
+    pub prefixes: BTreeMap<String, PublicIpPrefix>,
+    /// Public IPs by name: (ARM ID, prefix ID).
+    pub public_ips: BTreeMap<String, (String, String)>,
+    /// Writes per operation.
+    pub writes: BTreeMap<&'static str, usize>,
+    /// Failures to inject.
+    pub faults: Faults,
+    next_private: u32,
+    next_public: u32,
+}
+
+/// A simulated Azure subscription.
+#[derive(Debug)]
+pub struct InMemoryCloud {
+    subscription: String,
+    resource_group: String,
+    state: Mutex<CloudState>,
+}
+
+impl InMemoryCloud {
+    /// An empty subscription with the cluster's resource group.
+    pub fn new(subscription: &str, resource_group: &str) -> Self {
+        Self {
+            subscription: subscription.into(),
+            resource_group: resource_group.into(),
+            state: Mutex::new(CloudState {
+                next_private: 0x0A00_0100,
+                ..CloudState::default()
+            }),
+        }
+    }
+
+    /// Direct access to the simulated state.
+    pub fn state(&self) -> MutexGuard<'_, CloudState> {
+        lock(&self.state)
+    }
+
+    /// Adds a VMSS gateway pool tagged with `pool_name` (if any) and a prefix
+    /// length tag, with `instances` instances on one primary NIC each.
+    pub fn add_vmss_pool(
+        &self,
+        rg: &str,
+        name: &str,
+        pool_name: Option<&str>,
+        prefix_tag: Option<u8>,
+        instances: usize,
+    ) {
+        let mut st = self.state();
+        let nic = |st: &mut CloudState| Nic {
+            name: "nic".into(),
+            primary: true,
+            ip_configs: vec![IpConfig {
+                name: "ipconfig1".into(),
+                primary: true,
+                subnet_id: Some(format!(
+                    "/subscriptions/{}/resourceGroups/{rg}/providers/Microsoft.Network/virtualNetworks/vnet/subnets/gateway",
+                    self.subscription
+                )),
+                private_ip: Some(st.alloc_private()),
+                ..IpConfig::default()
+            }],
+        };
+        let model = vec![Nic {
+            ip_configs: vec![IpConfig {
+                private_ip: None,
+                ..nic(&mut st).ip_configs[0].clone()
+            }],
+            ..nic(&mut st)
+        }];
+        let instances = (0..instances)
+            .map(|i| Instance {
+                id: i.to_string(),
+                computer_name: format!("{name}{i:06}"),
+                failed: false,
+                nics: vec![nic(&mut st)],
+            })
+            .collect();
+        let info = PoolInfo {
+            uid: format!("uid-{name}"),
+            prefix_len_tag: prefix_tag,
+            kind: PoolKind::Vmss {
+                resource_group: rg.into(),
+                name: name.into(),
+                model,
+                instances,
+            },
+        };
+        st.pools.insert(
+            format!(
+                "vmss/{}/{}",
+                rg.to_ascii_lowercase(),
+                name.to_ascii_lowercase()
+            ),
+            (pool_name.map(str::to_ascii_lowercase), info),
+        );
+    }
+
+    /// Adds a bring-your-own prefix and returns its ARM ID.
+    pub fn add_byo_prefix(&self, name: &str, len: u8) -> String {
+        let id = format!(
+            "/subscriptions/{}/resourceGroups/byo/providers/Microsoft.Network/publicIPPrefixes/{name}",
+            self.subscription
+        );
+        let mut st = self.state();
+        let prefix = st.alloc_prefix(len);
+        st.prefixes.insert(
+            id.to_ascii_lowercase(),
+            PublicIpPrefix {
+                id: id.clone(),
+                len,
+                prefix: Some(prefix),
+            },
+        );
+        id
+    }
+
+    /// Total writes so far.
+    pub fn total_writes(&self) -> usize {
+        self.state().writes.values().sum()
+    }
+
+    /// Queues failures for an operation: the next calls fail with these kinds.
+    pub fn fail_next(&self, op: &'static str, kinds: &[FailureKind]) {
+        self.state()
+            .faults
+            .queued
+            .entry(op)
+            .or_default()
+            .extend(kinds);
+    }
+
+    /// Makes every call of an operation fail until cleared.
+    pub fn fail_always(&self, op: &'static str, kind: Option<FailureKind>) {
+        let mut st = self.state();
+        match kind {
+            Some(k) => st.faults.always.insert(op, k),
+            None => st.faults.always.remove(op),
+        };
+    }
+
+    /// Every object left in the cloud that this system manages: ipConfigs,
+    /// load-balancer parts, managed prefixes and public IPs.
+    pub fn leftovers(&self) -> Vec<String> {
+        let st = self.state();
+        let mut out = Vec::new();
+        for (key, (_, info)) in &st.pools {
+            let lists: Vec<(String, &[Nic])> = match &info.kind {
+                PoolKind::Vmss {
+                    model, instances, ..
+                } => std::iter::once((format!("{key} model"), model.as_slice()))
+                    .chain(
+                        instances
+                            .iter()
+                            .map(|i| (format!("{key} instance {}", i.id), i.nics.as_slice())),
+                    )
+                    .collect(),
+                PoolKind::Vm { nics } => nics
+                    .iter()
+                    .map(|n| (format!("nic {}", n.name), std::slice::from_ref(n)))
+                    .collect(),
+            };
+            for (owner, nics) in lists {
+                for c in nics.iter().flat_map(|n| &n.ip_configs) {
+                    if is_managed_name(&c.name) {
+                        out.push(format!("{owner}: ipConfig {}", c.name));
+                    }
+                    if !c.backend_pools.is_empty() {
+                        out.push(format!("{owner}: backend membership of {}", c.name));
+                    }
+                }
+            }
+        }
+        if let Some(lb) = &st.lb {
+            out.push(format!("load balancer with {} rules", lb.rules.len()));
+            out.extend(
+                lb.rules
+                    .iter()
+                    .map(|r| format!("load-balancing rule {}", r.name)),
+            );
+            out.extend(lb.probes.iter().map(|p| format!("probe {}", p.name)));
+        }
+        out.extend(
+            st.prefixes
+                .values()
+                .filter(|p| p.id.contains("/egressgateway-"))
+                .map(|p| format!("prefix {}", p.id)),
+        );
+        out.extend(st.public_ips.keys().map(|n| format!("public IP {n}")));
+        out
+    }
+
+    fn write(&self, op: &'static str) -> Result<MutexGuard<'_, CloudState>, Error> {
+        let mut st = self.state();
+        st.faults.check(Layer::Cloud, op)?;
+        *st.writes.entry(op).or_default() += 1;
+        Ok(st)
+    }
+
+    fn read(&self, op: &'static str) -> Result<MutexGuard<'_, CloudState>, Error> {
+        let mut st = self.state();
+        st.faults.check(Layer::Cloud, op)?;
+        Ok(st)
+    }
+
+    fn prefix_id(&self, name: &str) -> String {
+        format!(
+            "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Network/publicIPPrefixes/{name}",
+            self.subscription, self.resource_group
+        )
+    }
+}
+
+impl CloudState {
+    fn alloc_private(&mut self) -> IpAddr {
+        self.next_private += 1;
+        IpAddr::V4(Ipv4Addr::from(self.next_private))
+    }
+
+    /// Prefixes come from the three documentation ranges, in turn.
+    fn alloc_prefix(&mut self, len: u8) -> IpNet {
+        const RANGES: [u32; 3] = [0xC000_0200, 0xC633_6400, 0xCB00_7100];
+        let size = 1u32 << (32 - u32::from(len.clamp(24, 32)));
+        let offset = self.next_public % 768;
+        self.next_public += size;
+        let base = RANGES[(offset / 256) as usize] + (offset % 256);
+        IpNet::V4(
+            Ipv4Net::new(Ipv4Addr::from(base), len)
+                .unwrap_or_default()
+                .trunc(),
+        )
+    }
+
+    fn assign_addresses(&mut self, nics: &mut [Nic]) {
+        for c in nics.iter_mut().flat_map(|n| n.ip_configs.iter_mut()) {
+            if c.private_ip.is_none() {
+                c.private_ip = Some(self.alloc_private());
+            }
+        }
+    }
+
+    fn pool_mut(&mut self, rg: &str, vmss: &str) -> Option<&mut PoolInfo> {
+        self.pools
+            .get_mut(&format!(
+                "vmss/{}/{}",
+                rg.to_ascii_lowercase(),
+                vmss.to_ascii_lowercase()
+            ))
+            .map(|(_, info)| info)
+    }
+}
+
+#[async_trait]
+impl CloudProvider for InMemoryCloud {
+    async fn get_pool(&self, pool: &PoolSelector) -> Result<PoolInfo, Error> {
+        let st = self.read("get_pool")?;
+        let found = match pool {
+            PoolSelector::NodePool { name } => st
+                .pools
+                .values()
+                .find(|(tag, _)| tag.as_deref() == Some(name.to_ascii_lowercase().as_str())),
+            PoolSelector::Vmss {
+                resource_group,
+                name,
+                ..
+            } => st.pools.get(&format!(
+                "vmss/{}/{}",
+                resource_group.to_ascii_lowercase(),
+                name.to_ascii_lowercase()
+            )),
+        };
+        found
+            .map(|(_, info)| info.clone())
+            .ok_or_else(|| not_found(Layer::Cloud, "get_pool"))
+    }
+
+    async fn put_vmss_model(
+        &self,
+        resource_group: &str,
+        vmss: &str,
+        nics: &[Nic],
+    ) -> Result<(), Error> {
+        let mut st = self.write("put_vmss_model")?;
+        match st.pool_mut(resource_group, vmss).map(|p| &mut p.kind) {
+            Some(PoolKind::Vmss { model, .. }) => {
+                *model = nics.to_vec();
+                Ok(())
+            }
+            _ => Err(not_found(Layer::Cloud, "put_vmss_model")),
+        }
+    }
+
+    async fn update_vmss_instance(
+        &self,
+        resource_group: &str,
+        vmss: &str,
+        instance: &str,
+        nics: &[Nic],
+    ) -> Result<(), Error> {
+        let mut st = self.write("update_vmss_instance")?;
+        let mut nics = nics.to_vec();
+        st.assign_addresses(&mut nics);
+        let Some(PoolKind::Vmss { instances, .. }) =
+            st.pool_mut(resource_group, vmss).map(|p| &mut p.kind)
+        else {
+            return Err(not_found(Layer::Cloud, "update_vmss_instance"));
+        };
+        let inst = instances
+            .iter_mut()
+            .find(|i| i.id == instance)
+            .ok_or_else(|| not_found(Layer::Cloud, "update_vmss_instance"))?;
+        inst.nics = nics;
+        inst.failed = false;
+        Ok(())
+    }
+
+    async fn put_nic(&self, nic: &Nic) -> Result<(), Error> {
+        let mut st = self.write("put_nic")?;
+        let mut nic = nic.clone();
+        st.assign_addresses(std::slice::from_mut(&mut nic));
+        for (_, info) in st.pools.values_mut() {
+            if let PoolKind::Vm { nics } = &mut info.kind
+                && let Some(n) = nics
+                    .iter_mut()
+                    .find(|n| n.name.eq_ignore_ascii_case(&nic.name))
+            {
+                *n = nic;
+                return Ok(());
+            }
+        }
+        Err(not_found(Layer::Cloud, "put_nic"))
+    }
+
+    async fn get_load_balancer(&self) -> Result<Option<LoadBalancer>, Error> {
+        Ok(self.read("get_load_balancer")?.lb.clone())
+    }
+
+    async fn put_load_balancer(&self, lb: &LoadBalancer) -> Result<LoadBalancer, Error> {
+        let mut st = self.write("put_load_balancer")?;
+        let mut lb = lb.clone();
+        for f in &mut lb.frontends {
+            if f.private_ip.is_none() {
+                f.private_ip = Some(st.alloc_private());
+            }
+        }
+        st.lb = Some(lb.clone());
+        Ok(lb)
+    }
+
+    async fn delete_load_balancer(&self) -> Result<(), Error> {
+        self.write("delete_load_balancer")?.lb = None;
+        Ok(())
+    }
+
+    async fn get_public_ip_prefix(
+        &self,
+        prefix: &PrefixRef,
+    ) -> Result<Option<PublicIpPrefix>, Error> {
+        let id = match prefix {
+            PrefixRef::Managed(name) => self.prefix_id(name),
+            PrefixRef::Byo(id) => id.to_string(),
+        };
+        Ok(self
+            .read("get_public_ip_prefix")?
+            .prefixes
+            .get(&id.to_ascii_lowercase())
+            .cloned())
+    }
+
+    async fn create_public_ip_prefix(&self, name: &str, len: u8) -> Result<PublicIpPrefix, Error> {
+        let id = self.prefix_id(name);
+        let mut st = self.write("create_public_ip_prefix")?;
+        let prefix = PublicIpPrefix {
+            id: id.clone(),
+            len,
+            prefix: Some(st.alloc_prefix(len)),
+        };
+        st.prefixes.insert(id.to_ascii_lowercase(), prefix.clone());
+        Ok(prefix)
+    }
+
+    async fn delete_public_ip_prefix(&self, name: &str) -> Result<(), Error> {
+        let id = self.prefix_id(name);
+        let mut st = self.write("delete_public_ip_prefix")?;
+        st.prefixes.remove(&id.to_ascii_lowercase());
+        st.public_ips
+            .retain(|_, (_, p)| !p.eq_ignore_ascii_case(&id));
+        Ok(())
+    }
+
+    async fn ensure_public_ip(&self, name: &str, prefix_id: &str) -> Result<String, Error> {
+        if let Some((id, _)) = self.read("ensure_public_ip")?.public_ips.get(name) {
+            return Ok(id.clone());
+        }
+        let id = format!(
+            "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Network/publicIPAddresses/{name}",
+            self.subscription, self.resource_group
+        );
+        self.write("ensure_public_ip")?
+            .public_ips
+            .insert(name.into(), (id.clone(), prefix_id.into()));
+        Ok(id)
+    }
+
+    async fn delete_public_ip(&self, name: &str) -> Result<(), Error> {
+        self.write("delete_public_ip")?.public_ips.remove(name);
+        Ok(())
+    }
+}
+
+/// One stored configuration of the simulated API server.
+#[derive(Clone, Debug)]
+pub struct StoredConfig {
+    /// The object as listed.
+    pub obj: ConfigObject,
+    /// LB and VM configuration UIDs, once created.
+    pub children: Option<ChildUids>,
+    /// The key Secret, once created.
+    pub key: Option<KeyInfo>,
+}
+
+/// The state of the simulated cluster.
+#[derive(Debug, Default)]
+pub struct ClusterState {
+    /// Configurations by `namespace/name`.
+    pub configs: BTreeMap<String, StoredConfig>,
+    /// Writes per operation.
+    pub writes: BTreeMap<&'static str, usize>,
+    /// Events reported for invalid specs.
+    pub events: Vec<(ConfigId, String)>,
+    /// Failures to inject.
+    pub faults: Faults,
+    next_uid: u32,
+}
+
+/// A simulated Kubernetes API server holding gateway configurations.
+#[derive(Debug, Default)]
+pub struct InMemoryCluster {
+    state: Mutex<ClusterState>,
+}
+
+impl InMemoryCluster {
+    /// Direct access to the simulated state.
+    pub fn state(&self) -> MutexGuard<'_, ClusterState> {
+        lock(&self.state)
+    }
+
+    /// Creates or replaces the spec of `namespace/name`.
+    pub fn apply(&self, namespace: &str, name: &str, spec: GatewaySpec) -> ConfigId {
+        let mut st = self.state();
+        let key = format!("{namespace}/{name}");
+        if let Some(existing) = st.configs.get_mut(&key) {
+            existing.obj.spec = spec;
+            return existing.obj.id.clone();
+        }
+        st.next_uid += 1;
+        let id = ConfigId {
+            namespace: namespace.into(),
+            name: name.into(),
+            uid: format!("00000000-0000-4000-8000-{:012}", st.next_uid),
+        };
+        let obj = ConfigObject {
+            id: id.clone(),
+            spec,
+            status: GatewayStatus::default(),
+            nodes: Vec::new(),
+            deleting: false,
+            finalized: false,
+        };
+        st.configs.insert(
+            key,
+            StoredConfig {
+                obj,
+                children: None,
+                key: None,
+            },
+        );
+        id
+    }
+
+    /// Requests deletion, as `kubectl delete` does.
+    pub fn delete(&self, namespace: &str, name: &str) {
+        let mut st = self.state();
+        let key = format!("{namespace}/{name}");
+        let finalized = st.configs.get(&key).is_some_and(|c| c.obj.finalized);
+        if finalized {
+            if let Some(c) = st.configs.get_mut(&key) {
+                c.obj.deleting = true;
+            }
+        } else {
+            st.configs.remove(&key);
+        }
+    }
+
+    /// The stored object, if it still exists.
+    pub fn get(&self, namespace: &str, name: &str) -> Option<StoredConfig> {
+        self.state()
+            .configs
+            .get(&format!("{namespace}/{name}"))
+            .cloned()
+    }
+
+    /// Queues failures for an operation.
+    pub fn fail_next(&self, op: &'static str, kinds: &[FailureKind]) {
+        self.state()
+            .faults
+            .queued
+            .entry(op)
+            .or_default()
+            .extend(kinds);
+    }
+
+    /// Total writes so far.
+    pub fn total_writes(&self) -> usize {
+        self.state().writes.values().sum()
+    }
+
+    fn with<T>(
+        &self,
+        op: &'static str,
+        id: &ConfigId,
+        write: bool,
+        f: impl FnOnce(&mut StoredConfig, &mut u32) -> T,
+    ) -> Result<T, Error> {
+        let mut st = self.state();
+        st.faults.check(Layer::Cluster, op)?;
+        if write {
+            *st.writes.entry(op).or_default() += 1;
+        }
+        let mut uid = st.next_uid;
+        let out = st
+            .configs
+            .get_mut(&id.to_string())
+            .map(|c| f(c, &mut uid))
+            .ok_or_else(|| not_found(Layer::Cluster, op));
+        st.next_uid = uid;
+        out
+    }
+}
+
+#[async_trait]
+impl ClusterApi for InMemoryCluster {
+    async fn list_configs(&self) -> Result<Vec<ConfigObject>, Error> {
+        let mut st = self.state();
+        st.faults.check(Layer::Cluster, "list_configs")?;
+        Ok(st.configs.values().map(|c| c.obj.clone()).collect())
+    }
+
+    async fn add_finalizer(&self, id: &ConfigId) -> Result<(), Error> {
+        self.with("add_finalizer", id, true, |c, _| c.obj.finalized = true)
+    }
+
+    async fn remove_finalizer(&self, id: &ConfigId) -> Result<(), Error> {
+        let deleting = self.with("remove_finalizer", id, true, |c, _| {
+            c.obj.finalized = false;
+            c.obj.deleting
+        })?;
+        if deleting {
+            self.state().configs.remove(&id.to_string());
+        }
+        Ok(())
+    }
+
+    async fn ensure_key_secret(&self, id: &ConfigId) -> Result<KeyInfo, Error> {
+        let existing = self.with("ensure_key_secret", id, false, |c, _| c.key.clone())?;
+        if let Some(key) = existing {
+            return Ok(key);
+        }
+        self.with("ensure_key_secret", id, true, |c, _| {
+            let key = KeyInfo {
+                secret: SecretRef {
+                    namespace: "kube-egress-gateway-system".into(),
+                    name: key_secret_name(&id.uid),
+                },
+                public_key: format!("public-key-of-{}", id.uid),
+            };
+            c.key = Some(key.clone());
+            key
+        })
+    }
+
+    async fn delete_key_secret(&self, id: &ConfigId) -> Result<(), Error> {
+        self.with("delete_key_secret", id, true, |c, _| c.key = None)
+    }
+
+    async fn ensure_children(
+        &self,
+        id: &ConfigId,
+        _spec: &GatewaySpec,
+    ) -> Result<ChildUids, Error> {
+        if let Some(children) =
+            self.with("ensure_children", id, false, |c, _| c.children.clone())?
+        {
+            return Ok(children);
+        }
+        self.with("ensure_children", id, true, |c, uid| {
+            *uid += 2;
+            let children = ChildUids {
+                lb_uid: format!("00000000-0000-4000-a000-{:012}", *uid - 1),
+                vm_uid: format!("00000000-0000-4000-b000-{:012}", *uid),
+            };
+            c.children = Some(children.clone());
+            children
+        })
+    }
+
+    async fn children(&self, id: &ConfigId) -> Result<Option<ChildUids>, Error> {
+        self.with("children", id, false, |c, _| c.children.clone())
+    }
+
+    async fn delete_children(&self, id: &ConfigId) -> Result<(), Error> {
+        self.with("delete_children", id, true, |c, _| c.children = None)
+    }
+
+    async fn write_status(
+        &self,
+        id: &ConfigId,
+        status: &GatewayStatus,
+        nodes: &[GatewayNode],
+    ) -> Result<(), Error> {
+        self.with("write_status", id, true, |c, _| {
+            c.obj.status = status.clone();
+            c.obj.nodes = nodes.to_vec();
+        })
+    }
+
+    async fn report_invalid(&self, id: &ConfigId, errors: &[Error]) -> Result<(), Error> {
+        let mut st = self.state();
+        st.faults.check(Layer::Cluster, "report_invalid")?;
+        for e in errors {
+            st.events.push((id.clone(), e.to_string()));
+        }
+        Ok(())
+    }
+}
+
+/// A simulated gateway node: a model of its kernel state.
+#[derive(Debug, Default)]
+pub struct InMemoryDataplane {
+    state: Mutex<(NodeState, usize, Faults)>,
+}
+
+impl InMemoryDataplane {
+    /// The node's current state.
+    pub fn node_state(&self) -> NodeState {
+        lock(&self.state).0.clone()
+    }
+
+    /// Operations applied so far (each is one or more kernel writes).
+    pub fn applied(&self) -> usize {
+        lock(&self.state).1
+    }
+
+    /// Queues failures for `observe` or `apply`.
+    pub fn fail_next(&self, op: &'static str, kinds: &[FailureKind]) {
+        lock(&self.state)
+            .2
+            .queued
+            .entry(op)
+            .or_default()
+            .extend(kinds);
+    }
+
+    /// Interfaces present, for leak checks.
+    pub fn interfaces(&self) -> BTreeSet<String> {
+        lock(&self.state).0.interfaces.keys().cloned().collect()
+    }
+}
+
+#[async_trait]
+impl Dataplane for InMemoryDataplane {
+    async fn observe(&self) -> Result<NodeState, Error> {
+        let mut st = lock(&self.state);
+        st.2.check(Layer::Dataplane, "observe")?;
+        Ok(st.0.clone())
+    }
+
+    async fn apply(&self, op: &NodeOp) -> Result<(), Error> {
+        let mut st = lock(&self.state);
+        st.2.check(Layer::Dataplane, "apply")?;
+        node::apply(&mut st.0, op);
+        st.1 += 1;
+        Ok(())
+    }
+}

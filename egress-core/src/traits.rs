@@ -1,0 +1,208 @@
+//! The three seams between the pure engine and the world. Each takes and
+//! returns core types; adapters translate to and from their SDKs and report
+//! failures as [`Error::Adapter`](crate::Error::Adapter) with a
+//! [`FailureKind`](crate::FailureKind) that drives retries.
+
+use async_trait::async_trait;
+use ipnet::IpNet;
+
+use crate::Error;
+use crate::arm::ArmId;
+use crate::lb::LoadBalancer;
+use crate::model::{ConfigId, GatewayNode, GatewaySpec, GatewayStatus, PoolSelector, SecretRef};
+use crate::node::{NodeOp, NodeState};
+use crate::vmss::{Instance, Nic};
+
+/// A gateway pool as the cloud reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolInfo {
+    /// Unique ID: names the pool's ILB frontend and backend pool.
+    pub uid: String,
+    /// Prefix length from the pool's `aks-managed-gatewayIPPrefixSize` tag.
+    pub prefix_len_tag: Option<u8>,
+    /// The pool's machines.
+    pub kind: PoolKind,
+}
+
+impl PoolInfo {
+    /// Number of gateway nodes.
+    pub fn node_count(&self) -> usize {
+        match &self.kind {
+            PoolKind::Vmss { instances, .. } => instances.len(),
+            PoolKind::Vm { nics } => nics.len(),
+        }
+    }
+}
+
+/// The machines of a pool.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PoolKind {
+    /// A VMSS: its model's NIC configurations and its instances.
+    Vmss {
+        /// Resource group.
+        resource_group: String,
+        /// VMSS name.
+        name: String,
+        /// The model's NIC configurations.
+        model: Vec<Nic>,
+        /// Instances.
+        instances: Vec<Instance>,
+    },
+    /// A VM pool: its pre-created NICs, one per possible node.
+    Vm {
+        /// The NICs.
+        nics: Vec<Nic>,
+    },
+}
+
+/// A public IP prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublicIpPrefix {
+    /// ARM ID.
+    pub id: String,
+    /// Prefix length.
+    pub len: u8,
+    /// The allocated range, once Azure assigned it.
+    pub prefix: Option<IpNet>,
+}
+
+/// Which public IP prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PrefixRef {
+    /// One this system manages, by name, in the cluster's resource group.
+    Managed(String),
+    /// A user's prefix.
+    Byo(ArmId),
+}
+
+/// Azure, as the controller needs it.
+#[async_trait]
+pub trait CloudProvider: Send + Sync {
+    /// Reads a gateway pool.
+    async fn get_pool(&self, pool: &PoolSelector) -> Result<PoolInfo, Error>;
+    /// Writes a VMSS model's NIC configurations.
+    async fn put_vmss_model(
+        &self,
+        resource_group: &str,
+        vmss: &str,
+        nics: &[Nic],
+    ) -> Result<(), Error>;
+    /// Writes one VMSS instance's NIC configurations.
+    async fn update_vmss_instance(
+        &self,
+        resource_group: &str,
+        vmss: &str,
+        instance: &str,
+        nics: &[Nic],
+    ) -> Result<(), Error>;
+    /// Writes one NIC of a VM pool.
+    async fn put_nic(&self, nic: &Nic) -> Result<(), Error>;
+    /// Reads the internal load balancer.
+    async fn get_load_balancer(&self) -> Result<Option<LoadBalancer>, Error>;
+    /// Creates or updates the internal load balancer; returns it as stored.
+    async fn put_load_balancer(&self, lb: &LoadBalancer) -> Result<LoadBalancer, Error>;
+    /// Deletes the internal load balancer.
+    async fn delete_load_balancer(&self) -> Result<(), Error>;
+    /// Reads a public IP prefix.
+    async fn get_public_ip_prefix(
+        &self,
+        prefix: &PrefixRef,
+    ) -> Result<Option<PublicIpPrefix>, Error>;
+    /// Creates a managed public IP prefix.
+    async fn create_public_ip_prefix(&self, name: &str, len: u8) -> Result<PublicIpPrefix, Error>;
+    /// Deletes a managed public IP prefix and the public IPs made from it.
+    async fn delete_public_ip_prefix(&self, name: &str) -> Result<(), Error>;
+    /// Creates (if absent) a public IP from a prefix; returns its ARM ID.
+    async fn ensure_public_ip(&self, name: &str, prefix_id: &str) -> Result<String, Error>;
+    /// Deletes a public IP; absent is success.
+    async fn delete_public_ip(&self, name: &str) -> Result<(), Error>;
+}
+
+/// A configuration as the cluster holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigObject {
+    /// Identity.
+    pub id: ConfigId,
+    /// Spec as written.
+    pub spec: GatewaySpec,
+    /// Status as last written.
+    pub status: GatewayStatus,
+    /// Gateway nodes as last written.
+    pub nodes: Vec<GatewayNode>,
+    /// Deletion requested.
+    pub deleting: bool,
+    /// Our finalizer is present.
+    pub finalized: bool,
+}
+
+/// The key material of a configuration's gateway, by reference.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// The Secret holding the private key.
+    pub secret: SecretRef,
+    /// The public key.
+    pub public_key: String,
+}
+
+/// The UIDs of a configuration's LB and VM configuration objects, which name
+/// its Azure objects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChildUids {
+    /// Names the ILB rule and probe.
+    pub lb_uid: String,
+    /// Names the ipConfigs and the managed prefix.
+    pub vm_uid: String,
+}
+
+/// The Kubernetes API, as the controller needs it.
+#[async_trait]
+pub trait ClusterApi: Send + Sync {
+    /// Every static gateway configuration.
+    async fn list_configs(&self) -> Result<Vec<ConfigObject>, Error>;
+    /// Adds our finalizer.
+    async fn add_finalizer(&self, id: &ConfigId) -> Result<(), Error>;
+    /// Removes our finalizer, letting deletion finish.
+    async fn remove_finalizer(&self, id: &ConfigId) -> Result<(), Error>;
+    /// Creates the key Secret if absent (never rotating an existing key).
+    async fn ensure_key_secret(&self, id: &ConfigId) -> Result<KeyInfo, Error>;
+    /// Deletes the key Secret; absent is success.
+    async fn delete_key_secret(&self, id: &ConfigId) -> Result<(), Error>;
+    /// Creates or updates the LB and VM configuration objects.
+    async fn ensure_children(&self, id: &ConfigId, spec: &GatewaySpec) -> Result<ChildUids, Error>;
+    /// The children's UIDs if they exist.
+    async fn children(&self, id: &ConfigId) -> Result<Option<ChildUids>, Error>;
+    /// Deletes the LB and VM configuration objects; absent is success.
+    async fn delete_children(&self, id: &ConfigId) -> Result<(), Error>;
+    /// Writes status up the chain.
+    async fn write_status(
+        &self,
+        id: &ConfigId,
+        status: &GatewayStatus,
+        nodes: &[GatewayNode],
+    ) -> Result<(), Error>;
+    /// Tells the user why a spec is rejected (event and condition).
+    async fn report_invalid(&self, id: &ConfigId, errors: &[Error]) -> Result<(), Error>;
+}
+
+/// A gateway node's kernel state, as the daemon needs it.
+#[async_trait]
+pub trait Dataplane: Send + Sync {
+    /// Reads what the node holds.
+    async fn observe(&self) -> Result<NodeState, Error>;
+    /// Applies one idempotent operation.
+    async fn apply(&self, op: &NodeOp) -> Result<(), Error>;
+}
+
+/// Brings a node to `desired`: observe, diff, apply in order. Returns the
+/// number of operations applied; a pass with nothing to do applies none.
+pub async fn sync_node<D: Dataplane + ?Sized>(
+    dataplane: &D,
+    desired: &NodeState,
+) -> Result<usize, Error> {
+    let observed = dataplane.observe().await?;
+    let ops = crate::node::diff(desired, &observed);
+    for op in &ops {
+        dataplane.apply(op).await?;
+    }
+    Ok(ops.len())
+}
