@@ -1,7 +1,7 @@
 //! Prefix arithmetic shared by IPv4 and IPv6, on a `u128` representation.
 //!
-//! A [`Prefix`] is a network address with its host bits cleared and a length,
-//! in an address space of 32 or 128 bits. [`normalise`] turns any list into the
+//! A `Prefix` is a network address with its host bits cleared and a length,
+//! in an address space of 32 or 128 bits. `normalise` turns any list into the
 //! unique minimal sorted list of disjoint prefixes covering the same addresses.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

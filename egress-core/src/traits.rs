@@ -1,6 +1,6 @@
 //! The three seams between the pure engine and the world. Each takes and
 //! returns core types; adapters translate to and from their SDKs and report
-//! failures as [`Error::Adapter`](crate::Error::Adapter) with a
+//! failures as [`Error::Adapter`] with a
 //! [`FailureKind`](crate::FailureKind) that drives retries.
 
 use async_trait::async_trait;
