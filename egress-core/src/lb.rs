@@ -205,6 +205,12 @@ pub fn plan(
     let mut ports = BTreeMap::new();
     let mut errors = Vec::new();
     let mut want = LoadBalancer::default();
+    // Azure names are case-insensitive; index the observed rules once.
+    let observed_rules: BTreeMap<String, &Rule> = current
+        .rules
+        .iter()
+        .map(|r| (r.name.to_ascii_lowercase(), r))
+        .collect();
 
     // A pool without configurations needs no frontend, as upstream decides.
     for pool in pools.iter().filter(|p| !p.rules.is_empty()) {
@@ -237,10 +243,8 @@ pub fn plan(
         let mut used = BTreeSet::new();
         let mut kept: BTreeMap<&str, u16> = BTreeMap::new();
         for d in &demands {
-            let existing = current
-                .rules
-                .iter()
-                .find(|r| eq(&r.name, &d.lb_uid))
+            let existing = observed_rules
+                .get(&d.lb_uid.to_ascii_lowercase())
                 .filter(|r| rule_shape_ok(r, &pool.pool_uid, &d.lb_uid));
             if let Some(r) = existing
                 && used.insert(r.frontend_port)
@@ -306,10 +310,15 @@ pub fn plan(
 /// written body differs from the observed one only where it must.
 fn keep_observed_order(current: &LoadBalancer, mut want: LoadBalancer) -> LoadBalancer {
     fn order<T>(items: &mut [T], observed: &[String], name: impl Fn(&T) -> &str) {
-        items.sort_by_key(|item| {
-            observed
-                .iter()
-                .position(|o| eq(o, name(item)))
+        let position: BTreeMap<String, usize> = observed
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (o.to_ascii_lowercase(), i))
+            .collect();
+        items.sort_by_cached_key(|item| {
+            position
+                .get(&name(item).to_ascii_lowercase())
+                .copied()
                 .unwrap_or(usize::MAX)
         });
     }

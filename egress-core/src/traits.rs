@@ -206,3 +206,74 @@ pub async fn sync_node<D: Dataplane + ?Sized>(
     }
     Ok(ops.len())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use futures::executor::block_on;
+
+    use super::*;
+    use crate::FailureKind;
+    use crate::model::{GatewayNode, PodEndpoint, ServerProfile};
+    use crate::node::{ActiveConfig, desired};
+    use crate::testing::InMemoryDataplane;
+
+    #[test]
+    fn sync_node_converges_after_a_failure_and_then_does_nothing() {
+        let configs: Vec<ActiveConfig> = (0..100u16)
+            .map(|c| ActiveConfig {
+                namespace: "ns".into(),
+                name: format!("gw{c}"),
+                uid: format!("u{c}"),
+                server: ServerProfile {
+                    ip: Ipv4Addr::new(10, 0, 0, 4).into(),
+                    port: 6000 + c,
+                    public_key: format!("k{c}"),
+                    key_secret: SecretRef {
+                        namespace: "sys".into(),
+                        name: format!("sgw-u{c}"),
+                    },
+                },
+                node: GatewayNode {
+                    node_name: "gw-0".into(),
+                    primary_ip: Ipv4Addr::new(10, 0, 1, 4).into(),
+                    secondary_ip: Ipv4Addr::from(0x0A00_0200 + u32::from(c)).into(),
+                },
+            })
+            .collect();
+        let endpoints: Vec<PodEndpoint> = (0..10_000u32)
+            .map(|p| PodEndpoint {
+                namespace: "ns".into(),
+                name: format!("pod{p}"),
+                config: format!("gw{}", p % 100),
+                pod_ip: Ipv4Addr::from(0x0AF4_0000 + p).into(),
+                public_key: format!("pk{p}"),
+            })
+            .collect();
+        let want = desired(&configs, &endpoints, 1420);
+        let dp = InMemoryDataplane::default();
+        let first = block_on(sync_node(&dp, &want)).unwrap();
+        assert_eq!(
+            first, 10_201,
+            "1 frontend + 100 creates + 100 configures + 10,000 peers"
+        );
+        assert_eq!(dp.node_state(), want);
+        assert_eq!(
+            block_on(sync_node(&dp, &want)).unwrap(),
+            0,
+            "no-op pass makes no kernel writes"
+        );
+
+        // Half the interfaces exist; the next pass fails on its first write,
+        // and the one after completes exactly the missing half.
+        let fresh = InMemoryDataplane::default();
+        let mut half = want.clone();
+        half.interfaces.retain(|name, _| name.as_str() < "wg-6050");
+        block_on(sync_node(&fresh, &half)).unwrap();
+        fresh.fail_next("apply", &[FailureKind::Transient]);
+        assert!(block_on(sync_node(&fresh, &want)).is_err());
+        assert_eq!(block_on(sync_node(&fresh, &want)).unwrap(), 50 * 2 + 5_000);
+        assert_eq!(fresh.node_state(), want);
+    }
+}
