@@ -133,6 +133,19 @@ impl Entry {
             && self.children.is_some()
     }
 
+    /// A rule the configuration no longer meets. One that was serving keeps
+    /// serving with the error reported (tearing a working gateway down would
+    /// hurt more); one that never was is rejected.
+    fn reject(&mut self, e: Error) -> bool {
+        if self.obj.status.is_ready() {
+            self.errors.push(e);
+            false
+        } else {
+            self.fail(e);
+            true
+        }
+    }
+
     fn fail(&mut self, e: Error) {
         if is_definitive(&e) && !self.obj.deleting {
             self.invalid = true;
@@ -397,8 +410,9 @@ async fn ensure_prefix<C: CloudProvider + ?Sized>(cloud: &C, e: &mut Entry, info
         return;
     };
     let nodes = u32::try_from(info.node_count()).unwrap_or(u32::MAX);
-    if let Err(err) = check_public_prefix(field, len, nodes) {
-        e.fail(err);
+    if let Err(err) = check_public_prefix(field, len, nodes)
+        && e.reject(err)
+    {
         return;
     }
     let r = match byo_prefix {
@@ -429,12 +443,13 @@ async fn ensure_prefix<C: CloudProvider + ?Sized>(cloud: &C, e: &mut Entry, info
             }
         },
     };
-    if prefix.len != len {
-        e.fail(Error::PrefixLengthMismatch {
-            prefix: prefix.id,
+    if prefix.len != len
+        && e.reject(Error::PrefixLengthMismatch {
+            prefix: prefix.id.clone(),
             found: prefix.len,
             required: len,
-        });
+        })
+    {
         return;
     }
     e.prefix = Some(prefix);

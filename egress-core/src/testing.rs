@@ -159,6 +159,65 @@ impl InMemoryCloud {
         );
     }
 
+    /// Adds a VM gateway pool: `nics` pre-created NICs tagged with the pool name.
+    pub fn add_vm_pool(&self, pool_name: &str, prefix_tag: Option<u8>, nics: usize) {
+        let mut st = self.state();
+        let nics = (0..nics)
+            .map(|i| Nic {
+                name: format!("{pool_name}-nic-{i}"),
+                primary: true,
+                ip_configs: vec![IpConfig {
+                    name: "ipconfig1".into(),
+                    primary: true,
+                    subnet_id: Some("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/vnet/subnets/gateway".into()),
+                    private_ip: Some(st.alloc_private()),
+                    ..IpConfig::default()
+                }],
+            })
+            .collect();
+        let info = PoolInfo {
+            uid: format!("uid-vm-{pool_name}"),
+            prefix_len_tag: prefix_tag,
+            kind: PoolKind::Vm { nics },
+        };
+        st.pools.insert(
+            format!("vm/{}", pool_name.to_ascii_lowercase()),
+            (Some(pool_name.to_ascii_lowercase()), info),
+        );
+    }
+
+    /// Adds instances to a VMSS pool, built from the current model as Azure
+    /// would (with fresh addresses).
+    pub fn scale_vmss(&self, rg: &str, vmss: &str, instances: usize) {
+        let mut st = self.state();
+        let Some(PoolKind::Vmss {
+            model,
+            instances: list,
+            name,
+            ..
+        }) = st.pool_mut(rg, vmss).map(|p| p.kind.clone())
+        else {
+            return;
+        };
+        let mut list = list;
+        while list.len() < instances {
+            let mut nics = model.clone();
+            st.assign_addresses(&mut nics);
+            list.push(Instance {
+                id: list.len().to_string(),
+                computer_name: format!("{name}{:06}", list.len()),
+                failed: false,
+                nics,
+            });
+        }
+        if let Some(PoolKind::Vmss {
+            instances: target, ..
+        }) = st.pool_mut(rg, vmss).map(|p| &mut p.kind)
+        {
+            *target = list;
+        }
+    }
+
     /// Adds a bring-your-own prefix and returns its ARM ID.
     pub fn add_byo_prefix(&self, name: &str, len: u8) -> String {
         let id = format!(

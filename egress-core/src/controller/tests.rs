@@ -312,3 +312,70 @@ fn requeue_backs_off_on_failure_and_resyncs_when_healthy() {
     assert_eq!(ok.requeue(&backoff, &mut attempts, 0.0), backoff.resync);
     assert!(attempts.is_empty());
 }
+
+#[test]
+fn a_serving_gateway_survives_its_pool_outgrowing_the_prefix() {
+    let (cloud, cluster) = world(2);
+    let spec = GatewaySpec {
+        gateway_nodepool_name: None,
+        vmss_profile: Some(VmssProfileSpec {
+            resource_group: Some("rg".into()),
+            name: Some("gwvmss".into()),
+            prefix_len: Some(31),
+        }),
+        ..pool_spec(true, None)
+    };
+    cluster.apply("ns", "gw", spec);
+    assert_eq!(count(&pass(&cloud, &cluster), &Outcome::Ready), 1);
+    let lb_rules = cloud.state().lb.as_ref().unwrap().rules.len();
+
+    cloud.scale_vmss("rg", "gwvmss", 4);
+    let report = pass(&cloud, &cluster);
+    let outcome = report.outcomes.values().next().unwrap();
+    assert!(
+        matches!(outcome, Outcome::Failed(e) if matches!(e[0], Error::PrefixCapacity { nodes: 4, .. })),
+        "{outcome:?}"
+    );
+    // Still served: its rule, its prefix and its last status stay.
+    assert_eq!(cloud.state().lb.as_ref().unwrap().rules.len(), lb_rules);
+    assert!(cloud.leftovers().iter().any(|l| l.starts_with("prefix")));
+    assert!(cluster.get("ns", "gw").unwrap().obj.status.is_ready());
+}
+
+#[test]
+fn vm_pools_get_one_public_ip_per_nic_and_leave_nothing_on_delete() {
+    let cloud = InMemoryCloud::new(SUB, "rg");
+    cloud.add_vm_pool("vmpool", Some(30), 3);
+    let cluster = InMemoryCluster::default();
+    let byo = cloud.add_byo_prefix("byo", 30);
+    let vm_spec = |public: bool, prefix: Option<String>| GatewaySpec {
+        gateway_nodepool_name: Some("vmpool".into()),
+        ..pool_spec(public, prefix)
+    };
+    cluster.apply("ns", "private", vm_spec(false, None));
+    cluster.apply("ns", "managed", vm_spec(true, None));
+    cluster.apply("ns", "byo", vm_spec(true, Some(byo)));
+    let report = pass(&cloud, &cluster);
+    assert_eq!(count(&report, &Outcome::Ready), 3, "{report:?}");
+    let writes = cloud.state().writes.clone();
+    println!("3 configurations on a 3-NIC VM pool: {writes:?}");
+    assert_eq!(
+        writes["put_nic"], 3,
+        "one write per NIC for all configurations"
+    );
+    assert_eq!(
+        writes["ensure_public_ip"], 6,
+        "one public IP per NIC per public configuration"
+    );
+    assert_eq!(cluster.get("ns", "private").unwrap().obj.nodes.len(), 3);
+    let before = cloud.total_writes();
+    pass(&cloud, &cluster);
+    assert_eq!(cloud.total_writes(), before, "steady state");
+
+    for n in ["private", "managed", "byo"] {
+        cluster.delete("ns", n);
+    }
+    let report = pass(&cloud, &cluster);
+    assert_eq!(count(&report, &Outcome::Deleted), 3, "{report:?}");
+    assert_eq!(cloud.leftovers(), Vec::<String>::new());
+}
