@@ -81,7 +81,21 @@ fn write(path: &Path, text: &str) -> Result<(), Error> {
 
 impl ApiServer {
     /// Starts etcd and the API server and waits until `/readyz` answers `ok`.
+    ///
+    /// Free ports are found by binding port 0 and releasing it, so a parallel
+    /// test can rarely take one first; a server that exits during start-up is
+    /// therefore retried on fresh ports, up to three attempts.
     pub async fn start() -> Result<Self, Error> {
+        let mut attempt = 1;
+        loop {
+            match Self::start_once().await {
+                Err(Error::Exited { .. }) if attempt < 3 => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    async fn start_once() -> Result<Self, Error> {
         let apiserver_bin = binary("kube-apiserver")?;
         let etcd_bin = binary("etcd")?;
         let dir = tempfile::Builder::new()
