@@ -72,43 +72,4 @@ pub fn lb_demands(n: usize, pools: usize) -> Vec<egress_core::lb::PoolDemand> {
 }
 
 /// A gateway node's active configurations and pod endpoints.
-pub fn node_inputs(
-    configs: usize,
-    peers: usize,
-) -> (
-    Vec<egress_core::node::ActiveConfig>,
-    Vec<egress_core::model::PodEndpoint>,
-) {
-    use egress_core::model::{GatewayNode, PodEndpoint, SecretRef, ServerProfile};
-    let active = (0..configs)
-        .map(|c| egress_core::node::ActiveConfig {
-            namespace: "ns".into(),
-            name: format!("gw{c}"),
-            uid: format!("uid-{c}"),
-            server: ServerProfile {
-                ip: Ipv4Addr::new(10, 0, 0, 4).into(),
-                port: 6000 + u16::try_from(c).unwrap_or(0),
-                public_key: format!("gateway-key-{c}"),
-                key_secret: SecretRef {
-                    namespace: "sys".into(),
-                    name: format!("sgw-{c}"),
-                },
-            },
-            node: GatewayNode {
-                node_name: "gw-0".into(),
-                primary_ip: Ipv4Addr::new(10, 0, 1, 4).into(),
-                secondary_ip: Ipv4Addr::from(0x0A00_0200 + u32::try_from(c).unwrap_or(0)).into(),
-            },
-        })
-        .collect();
-    let endpoints = (0..peers)
-        .map(|p| PodEndpoint {
-            namespace: "ns".into(),
-            name: format!("pod-{p}"),
-            config: format!("gw{}", p % configs.max(1)),
-            pod_ip: Ipv4Addr::from(0x0AF4_0000 + u32::try_from(p).unwrap_or(0)).into(),
-            public_key: format!("pod-key-{p:06}"),
-        })
-        .collect();
-    (active, endpoints)
-}
+pub use egress_core::testing::gateway_node_inputs as node_inputs;

@@ -209,48 +209,16 @@ pub async fn sync_node<D: Dataplane + ?Sized>(
 
 #[cfg(test)]
 mod tests {
-    use std::net::Ipv4Addr;
-
     use futures::executor::block_on;
 
     use super::*;
     use crate::FailureKind;
-    use crate::model::{GatewayNode, PodEndpoint, ServerProfile};
-    use crate::node::{ActiveConfig, desired};
-    use crate::testing::InMemoryDataplane;
+    use crate::node::desired;
+    use crate::testing::{InMemoryDataplane, gateway_node_inputs};
 
     #[test]
     fn sync_node_converges_after_a_failure_and_then_does_nothing() {
-        let configs: Vec<ActiveConfig> = (0..100u16)
-            .map(|c| ActiveConfig {
-                namespace: "ns".into(),
-                name: format!("gw{c}"),
-                uid: format!("u{c}"),
-                server: ServerProfile {
-                    ip: Ipv4Addr::new(10, 0, 0, 4).into(),
-                    port: 6000 + c,
-                    public_key: format!("k{c}"),
-                    key_secret: SecretRef {
-                        namespace: "sys".into(),
-                        name: format!("sgw-u{c}"),
-                    },
-                },
-                node: GatewayNode {
-                    node_name: "gw-0".into(),
-                    primary_ip: Ipv4Addr::new(10, 0, 1, 4).into(),
-                    secondary_ip: Ipv4Addr::from(0x0A00_0200 + u32::from(c)).into(),
-                },
-            })
-            .collect();
-        let endpoints: Vec<PodEndpoint> = (0..10_000u32)
-            .map(|p| PodEndpoint {
-                namespace: "ns".into(),
-                name: format!("pod{p}"),
-                config: format!("gw{}", p % 100),
-                pod_ip: Ipv4Addr::from(0x0AF4_0000 + p).into(),
-                public_key: format!("pk{p}"),
-            })
-            .collect();
+        let (configs, endpoints) = gateway_node_inputs(100, 10_000);
         let want = desired(&configs, &endpoints, 1420);
         let dp = InMemoryDataplane::default();
         let first = block_on(sync_node(&dp, &want)).unwrap();

@@ -205,12 +205,7 @@ impl InMemoryCloud {
 
     /// Queues failures for an operation: the next calls fail with these kinds.
     pub fn fail_next(&self, op: &'static str, kinds: &[FailureKind]) {
-        self.state()
-            .faults
-            .queued
-            .entry(op)
-            .or_default()
-            .extend(kinds);
+        self.state().faults.queue(op, kinds);
     }
 
     /// Makes every call of an operation fail until cleared.

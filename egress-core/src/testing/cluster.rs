@@ -105,12 +105,7 @@ impl InMemoryCluster {
 
     /// Queues failures for an operation.
     pub fn fail_next(&self, op: &'static str, kinds: &[FailureKind]) {
-        self.state()
-            .faults
-            .queued
-            .entry(op)
-            .or_default()
-            .extend(kinds);
+        self.state().faults.queue(op, kinds);
     }
 
     /// Total writes so far.

@@ -29,12 +29,7 @@ impl InMemoryDataplane {
 
     /// Queues failures for `observe` or `apply`.
     pub fn fail_next(&self, op: &'static str, kinds: &[FailureKind]) {
-        lock(&self.state)
-            .2
-            .queued
-            .entry(op)
-            .or_default()
-            .extend(kinds);
+        lock(&self.state).2.queue(op, kinds);
     }
 
     /// Interfaces present, for leak checks.

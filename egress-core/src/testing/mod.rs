@@ -16,6 +16,51 @@ pub use cloud::{CloudState, InMemoryCloud};
 pub use cluster::{ClusterState, InMemoryCluster, StoredConfig};
 pub use dataplane::InMemoryDataplane;
 
+/// A gateway node's active configurations (ports from 6000) and `peers` pod
+/// endpoints spread evenly over them, for tests and benches.
+pub fn gateway_node_inputs(
+    configs: u16,
+    peers: u32,
+) -> (
+    Vec<crate::node::ActiveConfig>,
+    Vec<crate::model::PodEndpoint>,
+) {
+    use std::net::Ipv4Addr;
+
+    use crate::model::{GatewayNode, PodEndpoint, SecretRef, ServerProfile};
+    let active = (0..configs)
+        .map(|c| crate::node::ActiveConfig {
+            namespace: "ns".into(),
+            name: format!("gw{c}"),
+            uid: format!("u{c}"),
+            server: ServerProfile {
+                ip: Ipv4Addr::new(10, 0, 0, 4).into(),
+                port: 6000 + c,
+                public_key: format!("gateway-key-{c}"),
+                key_secret: SecretRef {
+                    namespace: "kube-egress-gateway-system".into(),
+                    name: format!("sgw-u{c}"),
+                },
+            },
+            node: GatewayNode {
+                node_name: "gw-0".into(),
+                primary_ip: Ipv4Addr::new(10, 0, 1, 4).into(),
+                secondary_ip: Ipv4Addr::from(0x0A00_0200 + u32::from(c)).into(),
+            },
+        })
+        .collect();
+    let endpoints = (0..peers)
+        .map(|p| PodEndpoint {
+            namespace: "ns".into(),
+            name: format!("pod{p}"),
+            config: format!("gw{}", p % u32::from(configs.max(1))),
+            pod_ip: Ipv4Addr::from(0x0AF4_0000 + p).into(),
+            public_key: format!("pod-key-{p:06}"),
+        })
+        .collect();
+    (active, endpoints)
+}
+
 /// The error an injected failure carries.
 #[derive(Debug, thiserror::Error)]
 #[error("injected failure of {0}")]
@@ -29,6 +74,11 @@ pub struct Faults {
 }
 
 impl Faults {
+    /// Queues failures: the next calls of `op` fail with these kinds.
+    pub fn queue(&mut self, op: &'static str, kinds: &[FailureKind]) {
+        self.queued.entry(op).or_default().extend(kinds);
+    }
+
     pub(crate) fn check(&mut self, layer: Layer, op: &'static str) -> Result<(), Error> {
         let kind = self
             .queued
