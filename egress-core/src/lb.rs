@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use crate::names::{PORT_END, PORT_MIN, probe_path};
+use crate::names::{PORT_END, PORT_MIN, probe_path, same_name as eq};
 
 /// Transport protocol of a rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -170,10 +170,6 @@ pub enum LbError {
     },
 }
 
-fn eq(a: &str, b: &str) -> bool {
-    a.eq_ignore_ascii_case(b)
-}
-
 fn desired_probe(d: &RuleDemand, settings: ProbeSettings) -> Probe {
     Probe {
         name: d.lb_uid.clone(),
@@ -309,9 +305,12 @@ pub fn plan(
 /// Puts surviving objects in their observed order, new ones after, so the
 /// written body differs from the observed one only where it must.
 fn keep_observed_order(current: &LoadBalancer, mut want: LoadBalancer) -> LoadBalancer {
-    fn order<T>(items: &mut [T], observed: &[String], name: impl Fn(&T) -> &str) {
+    fn order<'a, T>(
+        items: &mut [T],
+        observed: impl Iterator<Item = &'a String>,
+        name: impl Fn(&T) -> &str,
+    ) {
         let position: BTreeMap<String, usize> = observed
-            .iter()
             .enumerate()
             .map(|(i, o)| (o.to_ascii_lowercase(), i))
             .collect();
@@ -322,13 +321,22 @@ fn keep_observed_order(current: &LoadBalancer, mut want: LoadBalancer) -> LoadBa
                 .unwrap_or(usize::MAX)
         });
     }
-    let f: Vec<String> = current.frontends.iter().map(|x| x.name.clone()).collect();
-    let r: Vec<String> = current.rules.iter().map(|x| x.name.clone()).collect();
-    let p: Vec<String> = current.probes.iter().map(|x| x.name.clone()).collect();
-    order(&mut want.frontends, &f, |x| &x.name);
-    order(&mut want.backends, &current.backends, |x| x);
-    order(&mut want.rules, &r, |x| &x.name);
-    order(&mut want.probes, &p, |x| &x.name);
+    order(
+        &mut want.frontends,
+        current.frontends.iter().map(|x| &x.name),
+        |x| &x.name,
+    );
+    order(&mut want.backends, current.backends.iter(), |x| x);
+    order(
+        &mut want.rules,
+        current.rules.iter().map(|x| &x.name),
+        |x| &x.name,
+    );
+    order(
+        &mut want.probes,
+        current.probes.iter().map(|x| &x.name),
+        |x| &x.name,
+    );
     want
 }
 

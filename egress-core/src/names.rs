@@ -32,6 +32,11 @@ pub fn managed_resource_name(uid: &str) -> String {
     format!("egressgateway-{uid}")
 }
 
+/// Azure resource names compare case-insensitively.
+pub fn same_name(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
 /// Whether an ipConfig name is one this system manages.
 pub fn is_managed_name(name: &str) -> bool {
     name.get(..14)

@@ -12,7 +12,9 @@ use crate::model::{ConfigId, EgressMode, GatewayConfig, GatewaySpec, PoolSelecto
 use crate::names::{AZURE_NAME_MAX, managed_resource_name, vm_pool_public_ip_name};
 use crate::sizing::check_public_prefix;
 
-const F_PREFIX_SIZE: &str = "spec.gatewayVmssProfile.publicIpPrefixSize";
+pub(crate) const F_PREFIX_SIZE: &str = "spec.gatewayVmssProfile.publicIpPrefixSize";
+/// Where a pool selected by name keeps its prefix length.
+pub(crate) const F_PREFIX_TAG: &str = "tag aks-managed-gatewayIPPrefixSize of the gateway pool";
 const F_PREFIX_ID: &str = "spec.publicIpPrefixId";
 
 /// What validation needs to know beyond the spec.
@@ -63,9 +65,7 @@ pub fn validate(
     {
         let len = match pool {
             PoolSelector::Vmss { prefix_len, .. } => Some((F_PREFIX_SIZE, *prefix_len)),
-            PoolSelector::NodePool { .. } => ctx
-                .pool_prefix_len
-                .map(|l| ("tag aks-managed-gatewayIPPrefixSize of the gateway pool", l)),
+            PoolSelector::NodePool { .. } => ctx.pool_prefix_len.map(|l| (F_PREFIX_TAG, l)),
         };
         if let Some((field, len)) = len
             && let Err(e) = check_public_prefix(field, len, ctx.pool_nodes.unwrap_or(0))

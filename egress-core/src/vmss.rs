@@ -13,7 +13,7 @@
 use std::net::IpAddr;
 
 use crate::model::GatewayNode;
-use crate::names::is_managed_name;
+use crate::names::{is_managed_name, same_name as eq};
 
 /// One IP configuration of a NIC.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -85,10 +85,6 @@ pub enum NicError {
         /// The VMSS, instance or NIC.
         owner: String,
     },
-}
-
-fn eq(a: &str, b: &str) -> bool {
-    a.eq_ignore_ascii_case(b)
 }
 
 fn eq_opt(a: Option<&str>, b: Option<&str>) -> bool {

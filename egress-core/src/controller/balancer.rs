@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::Error;
 use crate::lb::{self, LbChange, LoadBalancer, PoolDemand, RuleDemand};
+use crate::names::same_name;
 use crate::traits::{CloudProvider, PoolInfo};
 
 use super::{ControllerSettings, Entry};
@@ -50,14 +51,16 @@ pub(super) async fn reconcile_lb<C: CloudProvider + ?Sized>(
     };
     let plan = lb::plan(observed.as_ref(), &demands, settings.probe);
     for err in &plan.errors {
-        let text = err.to_string();
         for e in entries.iter_mut().filter(|e| e.active()) {
-            if e.children
-                .as_ref()
-                .is_some_and(|c| text.contains(&c.lb_uid))
-                || matches!(err, lb::LbError::UnexpectedFrontend { .. })
-            {
-                e.fail(Error::LoadBalancer(text.clone()));
+            let hit = match err {
+                lb::LbError::PortsExhausted { lb_uid, .. } => e
+                    .children
+                    .as_ref()
+                    .is_some_and(|c| same_name(&c.lb_uid, lb_uid)),
+                lb::LbError::UnexpectedFrontend { .. } => true,
+            };
+            if hit {
+                e.fail(Error::LoadBalancer(err.to_string()));
             }
         }
     }
@@ -75,6 +78,8 @@ pub(super) async fn reconcile_lb<C: CloudProvider + ?Sized>(
                     .and_then(|c| plan.ports.get(&c.lb_uid))
                     .copied();
             }
+            // `Some` tells the status step the load balancer was read this
+            // pass, even when it was just deleted.
             lb.or_else(|| Some(LoadBalancer::default()))
         }
         Err(err) => {

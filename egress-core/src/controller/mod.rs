@@ -96,15 +96,16 @@ impl PassReport {
         sample: f64,
     ) -> Duration {
         let mut next = backoff.resync;
-        let failing: Vec<(ConfigId, Vec<Error>)> = self
-            .retryable()
-            .map(|(id, e)| (id.clone(), e.to_vec()))
-            .collect();
-        attempts.retain(|id, _| failing.iter().any(|(f, _)| f == id));
-        for (id, errors) in failing {
-            let n = attempts.entry(id).or_insert(0);
+        attempts.retain(|id, _| {
+            matches!(
+                self.outcomes.get(id),
+                Some(Outcome::Failed(_) | Outcome::DeletePending(_))
+            )
+        });
+        for (id, errors) in self.retryable() {
+            let n = attempts.entry(id.clone()).or_insert(0);
             *n += 1;
-            next = next.min(backoff.after_errors(&errors, *n, sample));
+            next = next.min(backoff.after_errors(errors, *n, sample));
         }
         next
     }
@@ -226,7 +227,7 @@ where
     };
 
     cleanup_prefixes(cloud, &mut entries, &infos).await;
-    finish(cluster, &mut entries, lb.as_ref(), &pools, &infos).await
+    finish(cluster, &mut entries, lb.as_ref(), &infos).await
 }
 
 async fn prepare<K: ClusterApi + ?Sized>(
@@ -301,19 +302,15 @@ async fn finish<K: ClusterApi + ?Sized>(
     cluster: &K,
     entries: &mut [Entry],
     lb: Option<&LoadBalancer>,
-    pools: &BTreeMap<String, Vec<usize>>,
     infos: &BTreeMap<String, PoolInfo>,
 ) -> Result<PassReport, Error> {
     let mut report = PassReport::default();
-    let pool_uid_of = |i: usize| {
-        pools
-            .iter()
-            .find(|(_, m)| m.contains(&i))
-            .and_then(|(k, _)| infos.get(k))
-            .map(|info| info.uid.clone())
-    };
-    for (i, e) in entries.iter_mut().enumerate() {
-        let pool_uid = pool_uid_of(i);
+    for e in entries.iter_mut() {
+        let pool_uid = e
+            .cfg
+            .as_ref()
+            .and_then(|c| infos.get(&pool_key(&c.pool)))
+            .map(|info| info.uid.as_str());
         let id = e.obj.id.clone();
         let outcome = if e.obj.deleting {
             if e.errors.is_empty() {
@@ -332,7 +329,7 @@ async fn finish<K: ClusterApi + ?Sized>(
         } else if e.invalid {
             Outcome::Invalid(std::mem::take(&mut e.errors))
         } else {
-            let status = status_of(e, lb, pool_uid.as_deref());
+            let status = status_of(e, lb, pool_uid);
             // A pass with errors saw only part of the picture: keep the last
             // known status rather than overwrite it with gaps.
             if e.active()
@@ -344,9 +341,7 @@ async fn finish<K: ClusterApi + ?Sized>(
             }
             if !e.errors.is_empty() {
                 Outcome::Failed(std::mem::take(&mut e.errors))
-            } else if !e.active() {
-                Outcome::Pending
-            } else if status.is_ready() {
+            } else if e.active() && status.is_ready() {
                 Outcome::Ready
             } else {
                 Outcome::Pending

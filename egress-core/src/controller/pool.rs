@@ -4,6 +4,7 @@ use crate::model::{EgressMode, PoolSelector};
 use crate::names::{managed_resource_name, vm_pool_public_ip_name};
 use crate::sizing::check_public_prefix;
 use crate::traits::{CloudProvider, PoolInfo, PoolKind, PrefixRef};
+use crate::validate::{F_PREFIX_SIZE, F_PREFIX_TAG};
 use crate::vmss::{IpConfigDemand, Nic, PublicKind, gateway_nodes, plan_nics, plan_vmss};
 use crate::{Error, FailureKind};
 
@@ -110,19 +111,11 @@ async fn ensure_prefix<C: CloudProvider + ?Sized>(cloud: &C, e: &mut Entry, info
         return;
     };
     let (field, len) = match &cfg.pool {
-        PoolSelector::Vmss { prefix_len, .. } => (
-            "spec.gatewayVmssProfile.publicIpPrefixSize",
-            Some(*prefix_len),
-        ),
-        PoolSelector::NodePool { .. } => (
-            "tag aks-managed-gatewayIPPrefixSize of the gateway pool",
-            info.prefix_len_tag,
-        ),
+        PoolSelector::Vmss { prefix_len, .. } => (F_PREFIX_SIZE, Some(*prefix_len)),
+        PoolSelector::NodePool { .. } => (F_PREFIX_TAG, info.prefix_len_tag),
     };
     let Some(len) = len else {
-        e.fail(Error::Required {
-            field: "tag aks-managed-gatewayIPPrefixSize of the gateway pool",
-        });
+        e.fail(Error::Required { field });
         return;
     };
     let nodes = u32::try_from(info.node_count()).unwrap_or(u32::MAX);

@@ -36,6 +36,19 @@ fn pool_spec(public: bool, prefix: Option<String>) -> GatewaySpec {
     }
 }
 
+/// Public mode on the test VMSS with a /31 prefix (2 addresses).
+fn vmss_slash31_spec() -> GatewaySpec {
+    GatewaySpec {
+        gateway_nodepool_name: None,
+        vmss_profile: Some(VmssProfileSpec {
+            resource_group: Some("rg".into()),
+            name: Some("gwvmss".into()),
+            prefix_len: Some(31),
+        }),
+        ..pool_spec(true, None)
+    }
+}
+
 fn pass(cloud: &InMemoryCloud, cluster: &InMemoryCluster) -> PassReport {
     block_on(reconcile(cloud, cluster, &settings())).expect("list_configs works")
 }
@@ -247,15 +260,7 @@ fn a_transient_read_failure_never_tears_anything_down() {
 fn invalid_specs_are_reported_and_touch_nothing() {
     let (cloud, cluster) = world(4);
     // /31 holds 2 addresses, the pool has 4 nodes.
-    let spec = GatewaySpec {
-        gateway_nodepool_name: None,
-        vmss_profile: Some(VmssProfileSpec {
-            resource_group: Some("rg".into()),
-            name: Some("gwvmss".into()),
-            prefix_len: Some(31),
-        }),
-        ..pool_spec(true, None)
-    };
+    let spec = vmss_slash31_spec();
     cluster.apply("ns", "small", spec);
     cluster.apply("ns", "nopool", GatewaySpec::default());
     let report = pass(&cloud, &cluster);
@@ -316,15 +321,7 @@ fn requeue_backs_off_on_failure_and_resyncs_when_healthy() {
 #[test]
 fn a_serving_gateway_survives_its_pool_outgrowing_the_prefix() {
     let (cloud, cluster) = world(2);
-    let spec = GatewaySpec {
-        gateway_nodepool_name: None,
-        vmss_profile: Some(VmssProfileSpec {
-            resource_group: Some("rg".into()),
-            name: Some("gwvmss".into()),
-            prefix_len: Some(31),
-        }),
-        ..pool_spec(true, None)
-    };
+    let spec = vmss_slash31_spec();
     cluster.apply("ns", "gw", spec);
     assert_eq!(count(&pass(&cloud, &cluster), &Outcome::Ready), 1);
     let lb_rules = cloud.state().lb.as_ref().unwrap().rules.len();

@@ -60,6 +60,27 @@ impl InMemoryCloud {
         lock(&self.state)
     }
 
+    fn gateway_subnet(&self, rg: &str) -> String {
+        format!(
+            "/subscriptions/{}/resourceGroups/{rg}/providers/Microsoft.Network/virtualNetworks/vnet/subnets/gateway",
+            self.subscription
+        )
+    }
+
+    /// A primary NIC in the gateway subnet, without an address yet.
+    fn primary_nic(&self, name: String, rg: &str) -> Nic {
+        Nic {
+            name,
+            primary: true,
+            ip_configs: vec![IpConfig {
+                name: "ipconfig1".into(),
+                primary: true,
+                subnet_id: Some(self.gateway_subnet(rg)),
+                ..IpConfig::default()
+            }],
+        }
+    }
+
     /// Adds a VMSS gateway pool tagged with `pool_name` (if any) and a prefix
     /// length tag, with `instances` instances on one primary NIC each.
     pub fn add_vmss_pool(
@@ -70,72 +91,30 @@ impl InMemoryCloud {
         prefix_tag: Option<u8>,
         instances: usize,
     ) {
-        let mut st = self.state();
-        let nic = |st: &mut CloudState| Nic {
-            name: "nic".into(),
-            primary: true,
-            ip_configs: vec![IpConfig {
-                name: "ipconfig1".into(),
-                primary: true,
-                subnet_id: Some(format!(
-                    "/subscriptions/{}/resourceGroups/{rg}/providers/Microsoft.Network/virtualNetworks/vnet/subnets/gateway",
-                    self.subscription
-                )),
-                private_ip: Some(st.alloc_private()),
-                ..IpConfig::default()
-            }],
-        };
-        let model = vec![Nic {
-            ip_configs: vec![IpConfig {
-                private_ip: None,
-                ..nic(&mut st).ip_configs[0].clone()
-            }],
-            ..nic(&mut st)
-        }];
-        let instances = (0..instances)
-            .map(|i| Instance {
-                id: i.to_string(),
-                computer_name: format!("{name}{i:06}"),
-                failed: false,
-                nics: vec![nic(&mut st)],
-            })
-            .collect();
         let info = PoolInfo {
             uid: format!("uid-{name}"),
             prefix_len_tag: prefix_tag,
             kind: PoolKind::Vmss {
                 resource_group: rg.into(),
                 name: name.into(),
-                model,
-                instances,
+                model: vec![self.primary_nic("nic".into(), rg)],
+                instances: Vec::new(),
             },
         };
-        st.pools.insert(
-            format!(
-                "vmss/{}/{}",
-                rg.to_ascii_lowercase(),
-                name.to_ascii_lowercase()
-            ),
+        self.state().pools.insert(
+            vmss_key(rg, name),
             (pool_name.map(str::to_ascii_lowercase), info),
         );
+        self.scale_vmss(rg, name, instances);
     }
 
     /// Adds a VM gateway pool: `nics` pre-created NICs tagged with the pool name.
     pub fn add_vm_pool(&self, pool_name: &str, prefix_tag: Option<u8>, nics: usize) {
-        let mut st = self.state();
-        let nics = (0..nics)
-            .map(|i| Nic {
-                name: format!("{pool_name}-nic-{i}"),
-                primary: true,
-                ip_configs: vec![IpConfig {
-                    name: "ipconfig1".into(),
-                    primary: true,
-                    subnet_id: Some("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/vnet/subnets/gateway".into()),
-                    private_ip: Some(st.alloc_private()),
-                    ..IpConfig::default()
-                }],
-            })
+        let mut nics: Vec<Nic> = (0..nics)
+            .map(|i| self.primary_nic(format!("{pool_name}-nic-{i}"), &self.resource_group))
             .collect();
+        let mut st = self.state();
+        st.assign_addresses(&mut nics);
         let info = PoolInfo {
             uid: format!("uid-vm-{pool_name}"),
             prefix_len_tag: prefix_tag,
@@ -147,8 +126,8 @@ impl InMemoryCloud {
         );
     }
 
-    /// Adds instances to a VMSS pool, built from the current model as Azure
-    /// would (with fresh addresses).
+    /// Grows a VMSS pool to `instances` instances, built from the current
+    /// model as Azure would (with fresh addresses).
     pub fn scale_vmss(&self, rg: &str, vmss: &str, instances: usize) {
         let mut st = self.state();
         let Some(PoolKind::Vmss {
@@ -319,13 +298,17 @@ impl CloudState {
 
     fn pool_mut(&mut self, rg: &str, vmss: &str) -> Option<&mut PoolInfo> {
         self.pools
-            .get_mut(&format!(
-                "vmss/{}/{}",
-                rg.to_ascii_lowercase(),
-                vmss.to_ascii_lowercase()
-            ))
+            .get_mut(&vmss_key(rg, vmss))
             .map(|(_, info)| info)
     }
+}
+
+fn vmss_key(rg: &str, vmss: &str) -> String {
+    format!(
+        "vmss/{}/{}",
+        rg.to_ascii_lowercase(),
+        vmss.to_ascii_lowercase()
+    )
 }
 
 #[async_trait]
@@ -341,11 +324,7 @@ impl CloudProvider for InMemoryCloud {
                 resource_group,
                 name,
                 ..
-            } => st.pools.get(&format!(
-                "vmss/{}/{}",
-                resource_group.to_ascii_lowercase(),
-                name.to_ascii_lowercase()
-            )),
+            } => st.pools.get(&vmss_key(resource_group, name)),
         };
         found
             .map(|(_, info)| info.clone())
