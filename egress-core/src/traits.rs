@@ -157,6 +157,9 @@ pub trait CloudProvider: Send + Sync {
     ) -> Result<Option<PublicIpPrefix>, Error>;
     /// Creates a managed public IP prefix.
     async fn create_public_ip_prefix(&self, name: &str, len: u8) -> Result<PublicIpPrefix, Error>;
+    /// The public IP prefixes of the cluster's resource group (where managed
+    /// prefixes live).
+    async fn list_public_ip_prefixes(&self) -> Result<Vec<PublicIpPrefix>, Error>;
     /// Deletes a managed public IP prefix; absent is success. Refused while
     /// ipConfigs or public IPs use it.
     async fn delete_public_ip_prefix(&self, name: &str) -> Result<(), Error>;

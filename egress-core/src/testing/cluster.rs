@@ -197,18 +197,17 @@ impl ClusterApi for InMemoryCluster {
             return Ok(children);
         }
         self.with("ensure_children", id, true, |c, uid| {
-            let children = match c.children.take() {
-                Some(existing) => ChildUids {
+            let children = if let Some(existing) = c.children.take() {
+                ChildUids {
                     applied: spec.clone(),
                     ..existing
-                },
-                None => {
-                    *uid += 2;
-                    ChildUids {
-                        lb_uid: format!("00000000-0000-4000-a000-{:012}", *uid - 1),
-                        vm_uid: format!("00000000-0000-4000-b000-{:012}", *uid),
-                        applied: spec.clone(),
-                    }
+                }
+            } else {
+                *uid += 2;
+                ChildUids {
+                    lb_uid: format!("00000000-0000-4000-a000-{:012}", *uid - 1),
+                    vm_uid: format!("00000000-0000-4000-b000-{:012}", *uid),
+                    applied: spec.clone(),
                 }
             };
             c.children = Some(children.clone());

@@ -24,10 +24,7 @@ fn nics(extra: &[IpConfig]) -> Vec<Nic> {
 }
 
 fn demand(uid: &str, prefix: Option<&str>) -> IpConfigDemand {
-    IpConfigDemand {
-        name: format!("egressgateway-{uid}"),
-        public: prefix.map(Into::into),
-    }
+    IpConfigDemand::want(format!("egressgateway-{uid}"), prefix.map(Into::into))
 }
 
 fn instances(n: usize) -> Vec<Instance> {
@@ -130,6 +127,30 @@ fn removal_and_mismatch_are_repaired_and_backend_membership_follows() {
         .unwrap();
     assert_eq!(out2[0].ip_configs.len(), 2);
     assert!(out2[0].ip_configs[0].backend_pools.is_empty());
+}
+
+#[test]
+fn a_held_ipconfig_is_kept_as_it_is_and_added_nowhere() {
+    let serving = IpConfig {
+        name: "egressgateway-held".into(),
+        subnet_id: Some(SUBNET.into()),
+        public_ip_prefix: Some("old-prefix".into()),
+        ..IpConfig::default()
+    };
+    let with = nics(std::slice::from_ref(&serving));
+    let without = nics(&[]);
+    let hold = [IpConfigDemand::hold("egressgateway-held".into())];
+    // Where it exists it stays, even though a want would rewrite its prefix.
+    let out = plan_nics("m", &with, &hold, BACKEND, PublicKind::Prefix)
+        .unwrap()
+        .unwrap_or_else(|| with.clone());
+    assert_eq!(out[0].ip_configs[1], serving);
+    assert_eq!(out[0].ip_configs.len(), 2);
+    // Where it does not exist, nothing is added.
+    assert_eq!(
+        plan_nics("m", &without, &hold, BACKEND, PublicKind::Prefix).unwrap(),
+        None
+    );
 }
 
 #[test]
