@@ -2,10 +2,10 @@
 //!
 //! - [`config`]: the controller's cloud configuration (`azure.json`), read the
 //!   way upstream reads it so existing files keep working.
-//!
-//! The `CloudProvider` implementation over Azure Resource Manager comes next.
+//! - [`models`]: typed ARM models that keep every field they do not model.
 
 pub mod config;
 mod error;
+pub mod models;
 
 pub use error::Error;
