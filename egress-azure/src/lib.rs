@@ -3,9 +3,19 @@
 //! - [`config`]: the controller's cloud configuration (`azure.json`), read the
 //!   way upstream reads it so existing files keep working.
 //! - [`models`]: typed ARM models that keep every field they do not model.
+//! - [`client`]: the ARM HTTP client (ETags, retries, long-running
+//!   operations, per-operation [`metrics`]).
+//! - [`credential`]: where its bearer token comes from.
+//! - [`pool_id`]: gateway pool identities, derived as upstream does.
 
+pub mod client;
 pub mod config;
+pub mod credential;
 mod error;
+pub mod metrics;
 pub mod models;
+pub mod pool_id;
 
+pub use client::{ArmClient, ClientSettings, Fetched};
+pub use credential::ArmCredential;
 pub use error::Error;
