@@ -78,6 +78,11 @@ pub struct Probe {
 /// The parts of an internal load balancer this system manages.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LoadBalancer {
+    /// The `ETag` when read: a write sends it as `If-Match`.
+    pub etag: Option<String>,
+    /// Backend pools (lower-case names) that ipConfigs still reference, as
+    /// observed. Azure refuses to remove those; never planned.
+    pub backends_in_use: BTreeSet<String>,
     /// Frontends.
     pub frontends: Vec<Frontend>,
     /// Backend pool names.
@@ -288,7 +293,8 @@ pub fn plan(
             LbChange::None
         }
     } else {
-        let ordered = keep_observed_order(current, want);
+        let mut ordered = keep_observed_order(current, want);
+        ordered.etag.clone_from(&current.etag);
         if observed.is_some_and(|o| same(o, &ordered)) {
             LbChange::None
         } else {
@@ -344,6 +350,8 @@ fn keep_observed_order(current: &LoadBalancer, mut want: LoadBalancer) -> LoadBa
 fn same(a: &LoadBalancer, b: &LoadBalancer) -> bool {
     let lower = |lb: &LoadBalancer| {
         let mut lb = lb.clone();
+        lb.etag = None;
+        lb.backends_in_use.clear();
         for f in &mut lb.frontends {
             f.name.make_ascii_lowercase();
             // The subnet of an existing frontend is not ours to change.

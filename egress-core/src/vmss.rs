@@ -45,6 +45,9 @@ pub struct Nic {
     pub primary: bool,
     /// Its ipConfigs.
     pub ip_configs: Vec<IpConfig>,
+    /// The `ETag` of a standalone NIC (VM pools) when read: its write sends it
+    /// as `If-Match`. `None` for NIC configurations inside a VMSS.
+    pub etag: Option<String>,
 }
 
 /// A configuration that needs a secondary IP on every node of the pool.
@@ -66,6 +69,8 @@ pub struct Instance {
     pub computer_name: String,
     /// Provisioning failed; an update is forced to repair it.
     pub failed: bool,
+    /// The instance's `ETag` when read.
+    pub etag: Option<String>,
     /// Its NIC configurations.
     pub nics: Vec<Nic>,
 }

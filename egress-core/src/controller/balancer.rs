@@ -67,7 +67,10 @@ pub(super) async fn reconcile_lb<C: CloudProvider + ?Sized>(
     let stored = match &plan.change {
         LbChange::None => Ok(observed),
         LbChange::Put(lb) => cloud.put_load_balancer(lb).await.map(Some),
-        LbChange::Delete => cloud.delete_load_balancer().await.map(|()| None),
+        LbChange::Delete => cloud
+            .delete_load_balancer(observed.as_ref().and_then(|o| o.etag.as_deref()))
+            .await
+            .map(|()| None),
     };
     match stored {
         Ok(lb) => {

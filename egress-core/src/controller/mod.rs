@@ -259,13 +259,7 @@ async fn prepare<K: ClusterApi + ?Sized>(
             port: None,
         };
         if e.obj.deleting {
-            match cluster.children(&e.obj.id).await {
-                Ok(c) => e.children = c,
-                Err(err) => {
-                    e.blocking = true;
-                    e.errors.push(err);
-                }
-            }
+            e.children = e.obj.children.clone();
         } else if let Err(errors) = validated {
             if let Err(err) = cluster.report_invalid(&e.obj.id, &errors).await {
                 e.errors.push(err);

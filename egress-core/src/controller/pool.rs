@@ -3,7 +3,7 @@
 use crate::model::{EgressMode, PoolSelector};
 use crate::names::{managed_resource_name, vm_pool_public_ip_name};
 use crate::sizing::check_public_prefix;
-use crate::traits::{CloudProvider, PoolInfo, PoolKind, PrefixRef};
+use crate::traits::{CloudProvider, InstanceUpdate, PoolInfo, PoolKind, PrefixRef};
 use crate::validate::{F_PREFIX_SIZE, F_PREFIX_TAG};
 use crate::vmss::{IpConfigDemand, Nic, PublicKind, gateway_nodes, plan_nics, plan_vmss};
 use crate::{Error, FailureKind};
@@ -182,6 +182,7 @@ async fn write_pool<C: CloudProvider + ?Sized>(
             resource_group,
             name,
             model,
+            etag,
             instances,
         } => {
             let demands: Vec<IpConfigDemand> = active
@@ -196,14 +197,28 @@ async fn write_pool<C: CloudProvider + ?Sized>(
             let plan = plan_vmss(name, model, instances, &demands, &info.uid)
                 .map_err(|e| Error::Pool(e.to_string()))?;
             if let Some(nics) = &plan.model {
-                cloud.put_vmss_model(resource_group, name, nics).await?;
-                writes += 1;
-            }
-            for (id, nics) in &plan.instances {
                 cloud
-                    .update_vmss_instance(resource_group, name, id, nics)
+                    .put_vmss_model(resource_group, name, nics, etag.as_deref())
                     .await?;
                 writes += 1;
+            }
+            if !plan.instances.is_empty() {
+                let updates: Vec<InstanceUpdate> = plan
+                    .instances
+                    .iter()
+                    .map(|(id, nics)| InstanceUpdate {
+                        id: id.clone(),
+                        nics: nics.clone(),
+                        etag: instances
+                            .iter()
+                            .find(|i| &i.id == id)
+                            .and_then(|i| i.etag.clone()),
+                    })
+                    .collect();
+                cloud
+                    .update_vmss_instances(resource_group, name, &updates)
+                    .await?;
+                writes += updates.len();
             }
             if let Some(e) = plan.errors.first() {
                 return Err(Error::Pool(e.to_string()));

@@ -11,7 +11,9 @@ use super::{Faults, lock, not_found};
 use crate::lb::LoadBalancer;
 use crate::model::PoolSelector;
 use crate::names::is_managed_name;
-use crate::traits::{CloudProvider, PoolInfo, PoolKind, PrefixRef, PublicIpPrefix};
+use crate::traits::{
+    CloudProvider, InstanceUpdate, PoolInfo, PoolKind, PrefixRef, PublicIp, PublicIpPrefix,
+};
 use crate::vmss::{Instance, IpConfig, Nic};
 use crate::{Error, FailureKind, Layer};
 
@@ -71,6 +73,7 @@ impl InMemoryCloud {
     fn primary_nic(&self, name: String, rg: &str) -> Nic {
         Nic {
             name,
+            etag: None,
             primary: true,
             ip_configs: vec![IpConfig {
                 name: "ipconfig1".into(),
@@ -98,6 +101,7 @@ impl InMemoryCloud {
                 resource_group: rg.into(),
                 name: name.into(),
                 model: vec![self.primary_nic("nic".into(), rg)],
+                etag: None,
                 instances: Vec::new(),
             },
         };
@@ -147,6 +151,7 @@ impl InMemoryCloud {
                 id: list.len().to_string(),
                 computer_name: format!("{name}{:06}", list.len()),
                 failed: false,
+                etag: None,
                 nics,
             });
         }
@@ -336,6 +341,7 @@ impl CloudProvider for InMemoryCloud {
         resource_group: &str,
         vmss: &str,
         nics: &[Nic],
+        _etag: Option<&str>,
     ) -> Result<(), Error> {
         let mut st = self.write("put_vmss_model")?;
         match st.pool_mut(resource_group, vmss).map(|p| &mut p.kind) {
@@ -347,27 +353,28 @@ impl CloudProvider for InMemoryCloud {
         }
     }
 
-    async fn update_vmss_instance(
+    async fn update_vmss_instances(
         &self,
         resource_group: &str,
         vmss: &str,
-        instance: &str,
-        nics: &[Nic],
+        updates: &[InstanceUpdate],
     ) -> Result<(), Error> {
-        let mut st = self.write("update_vmss_instance")?;
-        let mut nics = nics.to_vec();
-        st.assign_addresses(&mut nics);
-        let Some(PoolKind::Vmss { instances, .. }) =
-            st.pool_mut(resource_group, vmss).map(|p| &mut p.kind)
-        else {
-            return Err(not_found(Layer::Cloud, "update_vmss_instance"));
-        };
-        let inst = instances
-            .iter_mut()
-            .find(|i| i.id == instance)
-            .ok_or_else(|| not_found(Layer::Cloud, "update_vmss_instance"))?;
-        inst.nics = nics;
-        inst.failed = false;
+        for u in updates {
+            let mut st = self.write("update_vmss_instance")?;
+            let mut nics = u.nics.clone();
+            st.assign_addresses(&mut nics);
+            let Some(PoolKind::Vmss { instances, .. }) =
+                st.pool_mut(resource_group, vmss).map(|p| &mut p.kind)
+            else {
+                return Err(not_found(Layer::Cloud, "update_vmss_instance"));
+            };
+            let inst = instances
+                .iter_mut()
+                .find(|i| i.id == u.id)
+                .ok_or_else(|| not_found(Layer::Cloud, "update_vmss_instance"))?;
+            inst.nics = nics;
+            inst.failed = false;
+        }
         Ok(())
     }
 
@@ -404,7 +411,7 @@ impl CloudProvider for InMemoryCloud {
         Ok(lb)
     }
 
-    async fn delete_load_balancer(&self) -> Result<(), Error> {
+    async fn delete_load_balancer(&self, _etag: Option<&str>) -> Result<(), Error> {
         self.write("delete_load_balancer")?.lb = None;
         Ok(())
     }
@@ -443,6 +450,20 @@ impl CloudProvider for InMemoryCloud {
         st.public_ips
             .retain(|_, (_, p)| !p.eq_ignore_ascii_case(&id));
         Ok(())
+    }
+
+    async fn list_public_ips(&self) -> Result<Vec<PublicIp>, Error> {
+        let st = self.read("list_public_ips")?;
+        Ok(st
+            .public_ips
+            .iter()
+            .map(|(name, (id, prefix))| PublicIp {
+                name: name.clone(),
+                id: id.clone(),
+                prefix_id: Some(prefix.clone()),
+                attached_to: None,
+            })
+            .collect())
     }
 
     async fn ensure_public_ip(&self, name: &str, prefix_id: &str) -> Result<String, Error> {

@@ -19,6 +19,7 @@ fn nics(extra: &[IpConfig]) -> Vec<Nic> {
         name: "nic0".into(),
         primary: true,
         ip_configs: cfgs,
+        etag: None,
     }]
 }
 
@@ -35,6 +36,7 @@ fn instances(n: usize) -> Vec<Instance> {
             id: i.to_string(),
             computer_name: format!("gw00000{i}"),
             failed: false,
+            etag: None,
             nics: nics(&[]),
         })
         .collect()
@@ -146,6 +148,7 @@ fn failed_instances_are_forced_and_broken_ones_reported() {
         name: "second".into(),
         primary: false,
         ip_configs: vec![],
+        etag: None,
     });
     let plan = plan_vmss("gw", &model, &insts, &demands, BACKEND).unwrap();
     assert_eq!(plan.instances.len(), 1, "failed instance re-sent");
