@@ -98,7 +98,9 @@ pub fn cloud_endpoint(cloud: &str) -> Result<&'static str, Error> {
     match cloud.to_ascii_lowercase().as_str() {
         "azurepubliccloud" | "azurecloud" => Ok("https://management.azure.com"),
         "azurechinacloud" => Ok("https://management.chinacloudapi.cn"),
-        "azureusgovernmentcloud" | "azureusgovernment" => Ok("https://management.usgovcloudapi.net"),
+        "azureusgovernmentcloud" | "azureusgovernment" => {
+            Ok("https://management.usgovcloudapi.net")
+        }
         _ => Err(Error::UnknownCloud(cloud.to_string())),
     }
 }

@@ -198,13 +198,25 @@ mod tests {
         }))
         .unwrap();
         assert!(!format!("{secret:?}").contains("s3cr3t"));
-        assert!(matches!(secret, ArmCredential::Azure { kind: "client secret", .. }));
+        assert!(matches!(
+            secret,
+            ArmCredential::Azure {
+                kind: "client secret",
+                ..
+            }
+        ));
 
         let msi = ArmCredential::from_config(&config(Credential::ManagedIdentity {
             user_assigned_id: Some("0000-client".into()),
         }))
         .unwrap();
-        assert!(matches!(msi, ArmCredential::Azure { kind: "managed identity", .. }));
+        assert!(matches!(
+            msi,
+            ArmCredential::Azure {
+                kind: "managed identity",
+                ..
+            }
+        ));
 
         let dir = std::env::temp_dir().join(format!("egress-azure-wi-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -215,7 +227,13 @@ mod tests {
             token_file: Some(file.display().to_string()),
         }));
         std::fs::remove_dir_all(&dir).unwrap();
-        assert!(matches!(wi.unwrap(), ArmCredential::Azure { kind: "workload identity", .. }));
+        assert!(matches!(
+            wi.unwrap(),
+            ArmCredential::Azure {
+                kind: "workload identity",
+                ..
+            }
+        ));
 
         let st = ArmCredential::static_token("fake-token");
         assert_eq!(format!("{st:?}"), "ArmCredential::Static(..)");

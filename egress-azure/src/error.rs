@@ -107,6 +107,20 @@ pub enum Error {
         /// The URL.
         url: String,
     },
+    /// The resource changed since the caller read it (its `ETag` differs), so
+    /// the write was not sent: re-read and re-plan.
+    #[error("{resource} changed since it was read (ETag {expected} is now {found})")]
+    Stale {
+        /// The resource.
+        resource: String,
+        /// The `ETag` the caller planned from.
+        expected: String,
+        /// The current `ETag`.
+        found: String,
+    },
+    /// A gateway pool the selector names does not exist.
+    #[error("gateway pool {0} not found (no VMSS or VM carries it)")]
+    PoolNotFound(String),
     /// A resource lacks something the adapter needs.
     #[error("{resource}: {problem}")]
     Unexpected {
@@ -163,6 +177,8 @@ impl Error {
             Self::OperationFailed { code, .. } if is_one_of(code, RETRYABLE_OPERATION_CODES) => {
                 FailureKind::Transient
             }
+            Self::Stale { .. } => FailureKind::Conflict,
+            Self::PoolNotFound(_) => FailureKind::NotFound,
             Self::OperationTimeout { .. }
             | Self::Transport { .. }
             | Self::Credential { .. }
@@ -215,7 +231,10 @@ mod tests {
 
     #[test]
     fn statuses_map_to_failure_kinds() {
-        assert_eq!(arm(404, "NotFound", None).failure_kind(), FailureKind::NotFound);
+        assert_eq!(
+            arm(404, "NotFound", None).failure_kind(),
+            FailureKind::NotFound
+        );
         assert_eq!(
             arm(412, "PreconditionFailed", None).failure_kind(),
             FailureKind::Conflict
@@ -234,7 +253,10 @@ mod tests {
             arm(409, "PublicIPAddressInUse", None).failure_kind(),
             FailureKind::Permanent
         );
-        assert_eq!(arm(503, "ServerBusy", None).failure_kind(), FailureKind::Transient);
+        assert_eq!(
+            arm(503, "ServerBusy", None).failure_kind(),
+            FailureKind::Transient
+        );
         assert_eq!(
             arm(400, "InvalidResourceReference", None).failure_kind(),
             FailureKind::Permanent
@@ -254,7 +276,10 @@ mod tests {
             message: "prefix is full".into(),
         };
         assert_eq!(e.failure_kind(), FailureKind::Permanent);
-        assert_eq!(e.azure_code(), Some("PublicIpPrefixOutOfIpAddressesForVMScaleSet"));
+        assert_eq!(
+            e.azure_code(),
+            Some("PublicIpPrefixOutOfIpAddressesForVMScaleSet")
+        );
         assert_eq!(
             e.to_string(),
             "VirtualMachineScaleSets_Update: long-running operation ended Failed: PublicIpPrefixOutOfIpAddressesForVMScaleSet: prefix is full"

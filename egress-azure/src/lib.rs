@@ -7,6 +7,7 @@
 //!   operations, per-operation [`metrics`]).
 //! - [`credential`]: where its bearer token comes from.
 //! - [`pool_id`]: gateway pool identities, derived as upstream does.
+//! - [`provider`]: core's `CloudProvider` over all of the above.
 
 pub mod client;
 pub mod config;
@@ -15,7 +16,9 @@ mod error;
 pub mod metrics;
 pub mod models;
 pub mod pool_id;
+pub mod provider;
 
-pub use client::{ArmClient, ClientSettings, Fetched};
+pub use client::{ArmClient, ClientSettings, Fetched, Precondition};
 pub use credential::ArmCredential;
 pub use error::Error;
+pub use provider::{ArmCloud, Placement};

@@ -18,6 +18,9 @@ mod tests {
 
     #[test]
     fn matches_upstreams_value() {
-        assert_eq!(vm_pool_uid("testgw"), "13ffb2ec-b84e-3e00-8265-06efd5a2f4f2");
+        assert_eq!(
+            vm_pool_uid("testgw"),
+            "13ffb2ec-b84e-3e00-8265-06efd5a2f4f2"
+        );
     }
 }

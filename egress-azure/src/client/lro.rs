@@ -80,8 +80,22 @@ impl ArmClient {
         }
     }
 
-    async fn poll_once(&self, operation: &'static str, url: &str, kind: Kind) -> Result<Poll, Error> {
-        let answer = match self.send_once(operation, &Method::GET, url, None, None).await {
+    async fn poll_once(
+        &self,
+        operation: &'static str,
+        url: &str,
+        kind: Kind,
+    ) -> Result<Poll, Error> {
+        let answer = match self
+            .send_once(
+                operation,
+                &Method::GET,
+                url,
+                None,
+                super::Precondition::None,
+            )
+            .await
+        {
             Ok(a) => a,
             // No answer: the operation goes on regardless; ask again.
             Err(Error::Transport { .. }) => return Ok(Poll::Again(None)),
@@ -97,14 +111,14 @@ impl ArmClient {
         }
         match kind {
             Kind::AsyncOperation => {
-                let s: OperationStatus = serde_json::from_slice(&answer.body).map_err(|source| {
-                    Error::Decode {
+                let s: OperationStatus =
+                    serde_json::from_slice(&answer.body).map_err(|source| Error::Decode {
                         operation,
                         what: "operation status",
                         source,
-                    }
-                })?;
-                terminal(operation, &s.status, s.error).map(|done| if done { Poll::Done } else { Poll::Again(hint) })
+                    })?;
+                terminal(operation, &s.status, s.error)
+                    .map(|done| if done { Poll::Done } else { Poll::Again(hint) })
             }
             Kind::Location => Ok(if status == StatusCode::ACCEPTED {
                 Poll::Again(hint)
@@ -113,7 +127,8 @@ impl ArmClient {
             }),
             Kind::ProvisioningState => {
                 let state = provisioning_state(&answer.body).unwrap_or_else(|| "Succeeded".into());
-                terminal(operation, &state, None).map(|done| if done { Poll::Done } else { Poll::Again(hint) })
+                terminal(operation, &state, None)
+                    .map(|done| if done { Poll::Done } else { Poll::Again(hint) })
             }
         }
     }
@@ -128,7 +143,11 @@ enum Kind {
 
 /// `Ok(true)` when finished, `Ok(false)` while running, the error when it
 /// ended `Failed` or `Canceled`.
-fn terminal(operation: &'static str, status: &str, error: Option<ErrorDetail>) -> Result<bool, Error> {
+fn terminal(
+    operation: &'static str,
+    status: &str,
+    error: Option<ErrorDetail>,
+) -> Result<bool, Error> {
     if status.eq_ignore_ascii_case("Succeeded") {
         return Ok(true);
     }

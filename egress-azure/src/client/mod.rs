@@ -80,6 +80,23 @@ pub struct Fetched<T> {
     pub etag: Option<String>,
 }
 
+/// The condition a write is sent under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precondition<'a> {
+    /// Unconditional.
+    None,
+    /// `If-Match: <etag>`: only if unchanged since read.
+    IfMatch(&'a str),
+    /// `If-None-Match: *`: only if it does not exist yet.
+    IfNoneMatch,
+}
+
+impl<'a> From<Option<&'a str>> for Precondition<'a> {
+    fn from(etag: Option<&'a str>) -> Self {
+        etag.map_or(Self::None, Self::IfMatch)
+    }
+}
+
 /// One HTTP answer.
 #[derive(Debug)]
 pub(crate) struct Answer {
@@ -103,7 +120,11 @@ impl Answer {
         })
     }
 
-    fn decode<T: DeserializeOwned>(&self, operation: &'static str, what: &'static str) -> Result<T, Error> {
+    fn decode<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        what: &'static str,
+    ) -> Result<T, Error> {
         serde_json::from_slice(&self.body).map_err(|source| Error::Decode {
             operation,
             what,
@@ -173,7 +194,9 @@ impl ArmClient {
         let (Ok(a), Ok(b)) = (reqwest::Url::parse(url), reqwest::Url::parse(&self.base)) else {
             return false;
         };
-        a.scheme() == b.scheme() && a.host() == b.host() && a.port_or_known_default() == b.port_or_known_default()
+        a.scheme() == b.scheme()
+            && a.host() == b.host()
+            && a.port_or_known_default() == b.port_or_known_default()
     }
 
     /// Sends one request, once; records its answer.
@@ -183,7 +206,7 @@ impl ArmClient {
         method: &Method,
         url: &str,
         body: Option<&[u8]>,
-        if_match: Option<&str>,
+        precondition: Precondition<'_>,
     ) -> Result<Answer, Error> {
         if !self.on_endpoint(url) {
             return Err(Error::ForeignUrl {
@@ -196,12 +219,17 @@ impl ArmClient {
             .http
             .request(method.clone(), url)
             .bearer_auth(token.secret());
-        if let Some(etag) = if_match {
-            req = req.header(header::IF_MATCH, etag);
+        match precondition {
+            Precondition::None => {}
+            Precondition::IfMatch(etag) => req = req.header(header::IF_MATCH, etag),
+            Precondition::IfNoneMatch => req = req.header(header::IF_NONE_MATCH, "*"),
         }
         if let Some(body) = body {
             req = req
-                .header(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                .header(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )
                 .body(body.to_vec());
         }
         let resp = match req.send().await {
@@ -236,11 +264,14 @@ impl ArmClient {
         method: Method,
         url: &str,
         body: Option<&[u8]>,
-        if_match: Option<&str>,
+        precondition: Precondition<'_>,
     ) -> Result<Answer, Error> {
         let mut attempt = 0;
         loop {
-            let error = match self.send_once(operation, &method, url, body, if_match).await {
+            let error = match self
+                .send_once(operation, &method, url, body, precondition)
+                .await
+            {
                 Ok(answer) => {
                     self.metrics.answer(operation, answer.status.as_u16());
                     if answer.status.is_success() {
@@ -269,7 +300,8 @@ impl ArmClient {
     ) -> Result<T, Error> {
         let start = Instant::now();
         let result = call.await;
-        self.metrics.call(operation, start.elapsed(), result.is_ok());
+        self.metrics
+            .call(operation, start.elapsed(), result.is_ok());
         if let Err(e) = &result {
             tracing::warn!(operation, error = %e, "ARM call failed");
         }
@@ -285,7 +317,13 @@ impl ArmClient {
     ) -> Result<Option<Fetched<T>>, Error> {
         self.timed(operation, async {
             match self
-                .send(operation, Method::GET, &self.url(path, api_version), None, None)
+                .send(
+                    operation,
+                    Method::GET,
+                    &self.url(path, api_version),
+                    None,
+                    Precondition::None,
+                )
                 .await
             {
                 Ok(answer) => Ok(Some(Fetched {
@@ -310,7 +348,9 @@ impl ArmClient {
             let mut items = Vec::new();
             let mut url = self.url(path, api_version);
             loop {
-                let answer = self.send(operation, Method::GET, &url, None, None).await?;
+                let answer = self
+                    .send(operation, Method::GET, &url, None, Precondition::None)
+                    .await?;
                 let page: ListPage<T> = answer.decode(operation, "list page")?;
                 items.extend(page.value);
                 match page.next_link {
@@ -323,7 +363,7 @@ impl ArmClient {
     }
 
     /// PUT or PATCH a resource, wait for the operation, and return the
-    /// resource as stored. `if_match` makes the write conditional.
+    /// resource as stored, under `precondition`.
     pub async fn write<B: Serialize + Sync, T: DeserializeOwned>(
         &self,
         operation: &'static str,
@@ -331,7 +371,7 @@ impl ArmClient {
         path: &str,
         api_version: &str,
         body: &B,
-        if_match: Option<&str>,
+        precondition: Precondition<'_>,
     ) -> Result<Fetched<T>, Error> {
         self.timed(operation, async {
             let url = self.url(path, api_version);
@@ -341,7 +381,7 @@ impl ArmClient {
                 source,
             })?;
             let answer = self
-                .send(operation, method, &url, Some(&bytes), if_match)
+                .send(operation, method, &url, Some(&bytes), precondition)
                 .await?;
             let polled = self.wait(operation, &answer, Some(&url)).await?;
             if !polled && lro::settled(&answer) {
@@ -350,7 +390,9 @@ impl ArmClient {
                     etag: answer.etag(),
                 });
             }
-            let done = self.send(operation, Method::GET, &url, None, None).await?;
+            let done = self
+                .send(operation, Method::GET, &url, None, Precondition::None)
+                .await?;
             Ok(Fetched {
                 value: done.decode(operation, "resource")?,
                 etag: done.etag(),
@@ -370,7 +412,7 @@ impl ArmClient {
         self.timed(operation, async {
             let url = self.url(path, api_version);
             match self
-                .send(operation, Method::DELETE, &url, None, if_match)
+                .send(operation, Method::DELETE, &url, None, if_match.into())
                 .await
             {
                 Ok(answer) if answer.status == StatusCode::NO_CONTENT => Ok(false),
@@ -401,7 +443,13 @@ impl ArmClient {
                 source,
             })?;
             let answer = self
-                .send(operation, Method::POST, &url, Some(&bytes), None)
+                .send(
+                    operation,
+                    Method::POST,
+                    &url,
+                    Some(&bytes),
+                    Precondition::None,
+                )
                 .await?;
             self.wait(operation, &answer, None).await?;
             Ok(())

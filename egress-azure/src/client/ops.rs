@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::json;
 
-use super::{ArmClient, Fetched};
+use super::{ArmClient, Fetched, Precondition};
 use crate::Error;
 use crate::models::{
     LoadBalancer, NetworkInterface, NetworkProfile, PublicIp, PublicIpPrefix, Subnet,
@@ -52,11 +52,17 @@ pub mod op {
 
 impl ArmClient {
     fn rg(&self, rg: &str) -> String {
-        format!("/subscriptions/{}/resourceGroups/{rg}/providers", self.subscription())
+        format!(
+            "/subscriptions/{}/resourceGroups/{rg}/providers",
+            self.subscription()
+        )
     }
 
     fn vmss_path(&self, rg: &str, vmss: &str) -> String {
-        format!("{}/Microsoft.Compute/virtualMachineScaleSets/{vmss}", self.rg(rg))
+        format!(
+            "{}/Microsoft.Compute/virtualMachineScaleSets/{vmss}",
+            self.rg(rg)
+        )
     }
 
     fn network_path(&self, rg: &str, kind: &str, name: &str) -> String {
@@ -94,13 +100,18 @@ impl ArmClient {
             &self.vmss_path(rg, vmss),
             api::COMPUTE,
             &body,
-            if_match,
+            if_match.into(),
         )
         .await
     }
 
     /// Applies the scale set's current model to these instances.
-    pub async fn update_instances(&self, rg: &str, vmss: &str, ids: &[String]) -> Result<(), Error> {
+    pub async fn update_instances(
+        &self,
+        rg: &str,
+        vmss: &str,
+        ids: &[String],
+    ) -> Result<(), Error> {
         let path = format!("{}/manualupgrade", self.vmss_path(rg, vmss));
         self.action(
             op::VMSS_UPDATE_INSTANCES,
@@ -151,13 +162,17 @@ impl ArmClient {
             &path,
             api::COMPUTE,
             &body,
-            if_match,
+            if_match.into(),
         )
         .await
     }
 
     /// Every instance NIC of a scale set, with assigned addresses.
-    pub async fn list_vmss_nics(&self, rg: &str, vmss: &str) -> Result<Vec<NetworkInterface>, Error> {
+    pub async fn list_vmss_nics(
+        &self,
+        rg: &str,
+        vmss: &str,
+    ) -> Result<Vec<NetworkInterface>, Error> {
         let path = format!("{}/networkInterfaces", self.vmss_path(rg, vmss));
         self.list(op::VMSS_NIC_LIST, &path, api::VMSS_NICS).await
     }
@@ -175,7 +190,11 @@ impl ArmClient {
     }
 
     /// One network interface.
-    pub async fn get_nic(&self, rg: &str, name: &str) -> Result<Option<Fetched<NetworkInterface>>, Error> {
+    pub async fn get_nic(
+        &self,
+        rg: &str,
+        name: &str,
+    ) -> Result<Option<Fetched<NetworkInterface>>, Error> {
         self.get(
             op::NIC_GET,
             &self.network_path(rg, "networkInterfaces", name),
@@ -198,15 +217,23 @@ impl ArmClient {
             &self.network_path(rg, "networkInterfaces", name),
             api::NETWORK,
             nic,
-            if_match,
+            if_match.into(),
         )
         .await
     }
 
     /// A load balancer.
-    pub async fn get_lb(&self, rg: &str, name: &str) -> Result<Option<Fetched<LoadBalancer>>, Error> {
-        self.get(op::LB_GET, &self.network_path(rg, "loadBalancers", name), api::NETWORK)
-            .await
+    pub async fn get_lb(
+        &self,
+        rg: &str,
+        name: &str,
+    ) -> Result<Option<Fetched<LoadBalancer>>, Error> {
+        self.get(
+            op::LB_GET,
+            &self.network_path(rg, "loadBalancers", name),
+            api::NETWORK,
+        )
+        .await
     }
 
     /// Creates or updates a load balancer.
@@ -223,13 +250,36 @@ impl ArmClient {
             &self.network_path(rg, "loadBalancers", name),
             api::NETWORK,
             lb,
-            if_match,
+            if_match.into(),
+        )
+        .await
+    }
+
+    /// Creates a load balancer that must not exist yet (`If-None-Match: *`).
+    pub async fn create_lb(
+        &self,
+        rg: &str,
+        name: &str,
+        lb: &LoadBalancer,
+    ) -> Result<Fetched<LoadBalancer>, Error> {
+        self.write(
+            op::LB_PUT,
+            Method::PUT,
+            &self.network_path(rg, "loadBalancers", name),
+            api::NETWORK,
+            lb,
+            Precondition::IfNoneMatch,
         )
         .await
     }
 
     /// Deletes a load balancer; `false` when it did not exist.
-    pub async fn delete_lb(&self, rg: &str, name: &str, if_match: Option<&str>) -> Result<bool, Error> {
+    pub async fn delete_lb(
+        &self,
+        rg: &str,
+        name: &str,
+        if_match: Option<&str>,
+    ) -> Result<bool, Error> {
         self.delete(
             op::LB_DELETE,
             &self.network_path(rg, "loadBalancers", name),
@@ -259,7 +309,11 @@ impl ArmClient {
     }
 
     /// A public IP prefix of this subscription.
-    pub async fn get_prefix(&self, rg: &str, name: &str) -> Result<Option<Fetched<PublicIpPrefix>>, Error> {
+    pub async fn get_prefix(
+        &self,
+        rg: &str,
+        name: &str,
+    ) -> Result<Option<Fetched<PublicIpPrefix>>, Error> {
         self.get(
             op::PREFIX_GET,
             &self.network_path(rg, "publicIPPrefixes", name),
@@ -282,7 +336,7 @@ impl ArmClient {
             &self.network_path(rg, "publicIPPrefixes", name),
             api::NETWORK,
             prefix,
-            if_match,
+            if_match.into(),
         )
         .await
     }
@@ -305,7 +359,11 @@ impl ArmClient {
     }
 
     /// A public IP.
-    pub async fn get_public_ip(&self, rg: &str, name: &str) -> Result<Option<Fetched<PublicIp>>, Error> {
+    pub async fn get_public_ip(
+        &self,
+        rg: &str,
+        name: &str,
+    ) -> Result<Option<Fetched<PublicIp>>, Error> {
         self.get(
             op::PIP_GET,
             &self.network_path(rg, "publicIPAddresses", name),
@@ -328,7 +386,7 @@ impl ArmClient {
             &self.network_path(rg, "publicIPAddresses", name),
             api::NETWORK,
             ip,
-            if_match,
+            if_match.into(),
         )
         .await
     }

@@ -51,7 +51,10 @@ pub(crate) fn arm_error(operation: &'static str, answer: &Answer) -> Error {
             detail.code
         },
         message: if detail.message.is_empty() {
-            String::from_utf8_lossy(&answer.body).chars().take(200).collect()
+            String::from_utf8_lossy(&answer.body)
+                .chars()
+                .take(200)
+                .collect()
         } else {
             detail.message
         },
@@ -65,7 +68,8 @@ pub(crate) fn arm_error(operation: &'static str, answer: &Answer) -> Error {
 pub(crate) fn is_retried_here(error: &Error) -> bool {
     match error {
         Error::Arm { status, .. } => {
-            matches!(status, 408 | 409 | 500..=599) && error.failure_kind() == FailureKind::Transient
+            matches!(status, 408 | 409 | 500..=599)
+                && error.failure_kind() == FailureKind::Transient
         }
         Error::Transport { .. } => true,
         _ => false,

@@ -25,13 +25,12 @@ pub use nic::{NetworkInterface, NicIpConfig, NicIpConfigProperties, NicPropertie
 pub use public_ip::{PublicIp, PublicIpPrefix, PublicIpPrefixProperties, PublicIpProperties};
 pub use subnet::{Subnet, SubnetProperties};
 pub use vm::{
-    NicReference, NicReferenceProperties, OsProfile, VirtualMachine, VmNetworkProfile,
-    VmProperties,
+    NicReference, NicReferenceProperties, OsProfile, VirtualMachine, VmNetworkProfile, VmProperties,
 };
 pub use vmss::{
     NetworkProfile, NicConfig, NicConfigProperties, PublicIpConfig, PublicIpConfigProperties,
-    Vmss, VmssIpConfig, VmssIpConfigProperties, VmssProperties, VmssVm, VmssVmProperties,
-    VmProfile,
+    VmProfile, Vmss, VmssIpConfig, VmssIpConfigProperties, VmssProperties, VmssVm,
+    VmssVmProperties,
 };
 
 #[cfg(test)]

@@ -100,11 +100,7 @@ pub struct PublicIp {
 #[serde(rename_all = "camelCase")]
 pub struct PublicIpProperties {
     /// The address, once allocated.
-    #[serde(
-        default,
-        rename = "ipAddress",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, rename = "ipAddress", skip_serializing_if = "Option::is_none")]
     pub ip_address: Option<String>,
     /// `IPv4` or `IPv6`.
     #[serde(

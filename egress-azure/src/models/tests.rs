@@ -60,8 +60,8 @@ fn the_awkward_parts_survive_by_value() {
     assert_eq!(out["plan"], Value::Null);
     assert!(out.as_object().unwrap().contains_key("plan"));
     assert_eq!(out["zones"], json!([]));
-    let nic = &out["properties"]["virtualMachineProfile"]["networkProfile"]
-        ["networkInterfaceConfigurations"][0]["properties"];
+    let nic = &out["properties"]["virtualMachineProfile"]["networkProfile"]["networkInterfaceConfigurations"]
+        [0]["properties"];
     assert_eq!(nic["dnsSettings"]["dnsServers"], json!([]));
     assert_eq!(
         nic["ipConfigurations"][0]["properties"]["applicationSecurityGroups"],
@@ -111,8 +111,8 @@ fn editing_a_modelled_field_keeps_its_unmodelled_siblings() {
         .unwrap();
     configs.retain(|c| c.name == "ipconfig1");
     let out = serde_json::to_value(&vmss).unwrap();
-    let nic = &out["properties"]["virtualMachineProfile"]["networkProfile"]
-        ["networkInterfaceConfigurations"][0]["properties"];
+    let nic = &out["properties"]["virtualMachineProfile"]["networkProfile"]["networkInterfaceConfigurations"]
+        [0]["properties"];
     assert_eq!(nic["ipConfigurations"].as_array().unwrap().len(), 1);
     assert_eq!(nic["auxiliaryMode"], "None");
     assert_eq!(
