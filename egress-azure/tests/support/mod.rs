@@ -1,0 +1,2 @@
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+pub mod scripted;
