@@ -126,7 +126,6 @@ impl ArmCredential {
                 let opts = ManagedIdentityCredentialOptions {
                     user_assigned_id,
                     client_options: options,
-                    ..ManagedIdentityCredentialOptions::default()
                 };
                 let credential = ManagedIdentityCredential::new(Some(opts))
                     .map_err(|e| build_error(KIND, &e))?;

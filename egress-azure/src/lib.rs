@@ -3,7 +3,7 @@
 //! - [`config`]: the controller's cloud configuration (`azure.json`), read the
 //!   way upstream reads it so existing files keep working.
 //! - [`models`]: typed ARM models that keep every field they do not model.
-//! - [`client`]: the ARM HTTP client (ETags, retries, long-running
+//! - [`client`]: the ARM HTTP client (`ETag`s, retries, long-running
 //!   operations, per-operation [`metrics`]).
 //! - [`credential`]: where its bearer token comes from.
 //! - [`pool_id`]: gateway pool identities, derived as upstream does.

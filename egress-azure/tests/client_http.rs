@@ -1,6 +1,16 @@
 //! The ARM client over HTTP against scripted answers: throttling, retries,
 //! preconditions, long-running operations and where the token may go.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::too_many_lines,
+    clippy::match_same_arms,
+    clippy::needless_pass_by_value,
+    clippy::format_push_string
+)]
+
 mod support;
 
 use std::time::Duration;

@@ -1,6 +1,16 @@
-//! The CloudProvider's read-modify-write of a scale set over HTTP, against
+//! The `CloudProvider`'s read-modify-write of a scale set over HTTP, against
 //! scripted answers built from the fixtures: what it reads, exactly what it
 //! sends back, and the choice of one upgrade call for the instances.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::too_many_lines,
+    clippy::match_same_arms,
+    clippy::needless_pass_by_value,
+    clippy::format_push_string
+)]
 
 mod support;
 

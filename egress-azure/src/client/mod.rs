@@ -66,17 +66,17 @@ impl ClientSettings {
             backoff_max: Duration::from_secs(8),
             poll_interval: Duration::from_secs(1),
             max_poll_interval: Duration::from_secs(10),
-            operation_timeout: Duration::from_secs(600),
+            operation_timeout: Duration::from_mins(10),
         }
     }
 }
 
-/// A resource as read, with the ETag to send back in `If-Match`.
+/// A resource as read, with the `ETag` to send back in `If-Match`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Fetched<T> {
     /// The resource.
     pub value: T,
-    /// Its ETag (the `ETag` header, or the body's `etag`).
+    /// Its `ETag` (the `ETag` header, or the body's `etag`).
     pub etag: Option<String>,
 }
 
@@ -285,7 +285,7 @@ impl ArmClient {
                 return Err(error);
             }
             let delay = retry::backoff(&self.settings, attempt, &error);
-            tracing::info!(operation, attempt, delay_ms = delay.as_millis() as u64, %error, "retrying ARM request");
+            tracing::info!(operation, attempt, delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), %error, "retrying ARM request");
             self.metrics.retry(operation);
             tokio::time::sleep(delay).await;
             attempt += 1;

@@ -85,7 +85,7 @@ pub(crate) fn backoff(settings: &ClientSettings, attempt: u32, error: &Error) ->
         .min(settings.backoff_max);
     // Jitter from the std hasher's random keys: no RNG dependency needed.
     let r = RandomState::new().hash_one(attempt) % 401;
-    let factor = 0.8 + (r as f64) / 1000.0;
+    let factor = 0.8 + f64::from(u32::try_from(r).unwrap_or(0)) / 1000.0;
     let jittered = exp.mul_f64(factor);
     let hinted = match error {
         Error::Arm {

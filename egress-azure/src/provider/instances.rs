@@ -6,7 +6,7 @@
 //! It is used only when it is equivalent and harmless: every instance must
 //! end up with exactly the model's NIC configurations, every instance ran
 //! the latest model when read (so the model differs from it only by the
-//! network change core planned), and the model's ETag is still the one this
+//! network change core planned), and the model's `ETag` is still the one this
 //! adapter wrote (so nobody, AKS included, changed the model in between: an
 //! upgrade would roll their change out too, maybe reimaging the nodes).
 
@@ -19,7 +19,7 @@ use crate::Error;
 use crate::models::NetworkProfile;
 
 /// NIC configurations as compared for "the same as the model": names and
-/// references without case, observed addresses and ETags left out.
+/// references without case, observed addresses and `ETag`s left out.
 fn normalised(nics: &[Nic]) -> Vec<Nic> {
     let mut out = nics.to_vec();
     for n in &mut out {
@@ -45,7 +45,7 @@ fn normalised(nics: &[Nic]) -> Vec<Nic> {
 
 impl ArmCloud {
     /// Whether one upgrade call is equivalent to these updates, and the
-    /// model's ETag it must still carry.
+    /// model's `ETag` it must still carry.
     fn upgrade_applies(&self, rg: &str, vmss: &str, updates: &[InstanceUpdate]) -> Option<String> {
         let cache = self.cache();
         let model = cache.vmss.get(&key(&[rg, vmss]))?;

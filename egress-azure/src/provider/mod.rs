@@ -1,8 +1,8 @@
 //! The ARM implementation of core's [`CloudProvider`].
 //!
-//! Reads keep the raw bodies they got (with their ETags) so a following write
+//! Reads keep the raw bodies they got (with their `ETag`s) so a following write
 //! merges core's plan into exactly what was read: nothing Azure returned is
-//! dropped, and a write whose ETag no longer matches what was read is either
+//! dropped, and a write whose `ETag` no longer matches what was read is either
 //! refused locally ([`Error::Stale`]) or by Azure (412), both core's
 //! `Conflict`.
 
@@ -123,8 +123,8 @@ impl ArmCloud {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The raw body core planned from: the cached one if its ETag is the
-    /// one core holds, else a fresh read, which must still carry that ETag.
+    /// The raw body core planned from: the cached one if its `ETag` is the
+    /// one core holds, else a fresh read, which must still carry that `ETag`.
     async fn base<T: Clone, F, Fut>(
         &self,
         cached: Option<Fetched<T>>,
