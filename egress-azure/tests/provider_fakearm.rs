@@ -38,6 +38,7 @@ async fn fake() -> (FakeArm, ArmCloud, String) {
         .unwrap();
     let mut s = ClientSettings::new(arm.base_url(), arm.subscription());
     s.poll_interval = Duration::from_millis(10);
+    s.max_poll_interval = Duration::from_millis(20);
     s.backoff_base = Duration::from_millis(10);
     s.backoff_max = Duration::from_millis(100);
     let client = ArmClient::new(s, ArmCredential::static_token("fake-token")).unwrap();
