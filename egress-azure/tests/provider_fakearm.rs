@@ -386,7 +386,7 @@ async fn azures_failures_reach_the_controller_as_failure_kinds() {
         .unwrap_err();
     assert!(e.to_string().contains("create_public_ip_prefix"));
     assert!(
-        format!("{:?}", e).contains("PublicIpPrefixQuotaExceeded"),
+        format!("{e:?}").contains("PublicIpPrefixQuotaExceeded"),
         "{e:?}"
     );
 
@@ -425,7 +425,12 @@ async fn azures_failures_reach_the_controller_as_failure_kinds() {
     assert_eq!(e.failure_kind(), Some(FailureKind::Conflict));
     let e = cloud
         .client()
-        .patch_vmss_network(resource_group, name, &Default::default(), etag.as_deref())
+        .patch_vmss_network(
+            resource_group,
+            name,
+            &egress_azure::models::NetworkProfile::default(),
+            etag.as_deref(),
+        )
         .await
         .unwrap_err();
     assert_eq!(e.status(), Some(412), "Azure's own 412: {e}");
