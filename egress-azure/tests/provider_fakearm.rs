@@ -163,10 +163,10 @@ async fn a_vmss_pool_is_provisioned_read_back_and_torn_down() {
         .unwrap();
     assert_eq!(prefix.len, 31);
     assert!(prefix.prefix.is_some());
-    let demands = [IpConfigDemand {
-        name: "egressgateway-u1".into(),
-        public: Some(prefix.id.clone()),
-    }];
+    let demands = [IpConfigDemand::want(
+        "egressgateway-u1".into(),
+        Some(prefix.id.clone()),
+    )];
     write_vmss(&cloud, &pool, &demands).await;
     let m = cloud.client().metrics().snapshot();
     assert_eq!(m[op::VMSS_UPDATE].calls, 1, "one model write");
@@ -256,13 +256,13 @@ async fn a_vm_pool_is_provisioned_read_back_and_torn_down() {
         .unwrap();
     for nic in nics {
         let ip = cloud
-            .ensure_public_ip(&vm_pool_public_ip_name("byo", &nic.name), &byo.id)
+            .ensure_public_ip(
+                &vm_pool_public_ip_name("egressgateway-v1", &nic.name),
+                &byo.id,
+            )
             .await
             .unwrap();
-        let demands = [IpConfigDemand {
-            name: "egressgateway-v1".into(),
-            public: Some(ip),
-        }];
+        let demands = [IpConfigDemand::want("egressgateway-v1".into(), Some(ip))];
         let planned = plan_nics(
             &nic.name,
             std::slice::from_ref(nic),
@@ -277,7 +277,10 @@ async fn a_vm_pool_is_provisioned_read_back_and_torn_down() {
     // Creating a public IP that exists is a read, not a write.
     let before = cloud.client().metrics().calls(op::PIP_PUT);
     cloud
-        .ensure_public_ip(&vm_pool_public_ip_name("byo", &nics[0].name), &byo.id)
+        .ensure_public_ip(
+            &vm_pool_public_ip_name("egressgateway-v1", &nics[0].name),
+            &byo.id,
+        )
         .await
         .unwrap();
     assert_eq!(cloud.client().metrics().calls(op::PIP_PUT), before);

@@ -109,10 +109,10 @@ async fn a_vmss_write_sends_only_nic_configurations_with_their_unknown_fields() 
         Some("10.224.0.4".parse().unwrap())
     );
     // Core's plan: drop the old configuration, add a new one.
-    let demands = [IpConfigDemand {
-        name: "egressgateway-new1".into(),
-        public: Some(PREFIX.into()),
-    }];
+    let demands = [IpConfigDemand::want(
+        "egressgateway-new1".into(),
+        Some(PREFIX.into()),
+    )];
     let plan = plan_vmss(NAME, model, instances, &demands, &pool.uid).unwrap();
     let nics = plan.model.unwrap();
     cloud

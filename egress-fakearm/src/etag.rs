@@ -14,7 +14,10 @@ pub fn check(req: &Req, current: Option<&str>, id: &str) -> Result<(), ArmError>
             Some(cur) => tags(want).any(|t| t == "*" || t == cur),
         };
         if !ok {
-            let found = current.map_or_else(|| "the resource does not exist".to_owned(), |c| format!("its ETag is {c}"));
+            let found = current.map_or_else(
+                || "the resource does not exist".to_owned(),
+                |c| format!("its ETag is {c}"),
+            );
             return Err(ArmError::new(
                 412,
                 "PreconditionFailed",
@@ -27,7 +30,9 @@ pub fn check(req: &Req, current: Option<&str>, id: &str) -> Result<(), ArmError>
             return Err(ArmError::new(
                 412,
                 "PreconditionFailed",
-                format!("The condition If-None-Match: {none} on resource {id} was not met: it exists with ETag {cur}."),
+                format!(
+                    "The condition If-None-Match: {none} on resource {id} was not met: it exists with ETag {cur}."
+                ),
             ));
         }
     }

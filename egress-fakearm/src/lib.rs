@@ -70,5 +70,8 @@ pub use error::FakeArmError;
 pub use faults::{Fault, FaultRule};
 pub use leftovers::Leftovers;
 pub use log::{CallKind, Counts, OperationCount, RequestRecord};
-pub use seed::{PrefixSeed, Seed, SeedReport, SeededPrefix, SeededVmPool, SeededVmss, SubnetSeed, VmPoolSeed, VmssPoolSeed, VnetSeed};
+pub use seed::{
+    PrefixSeed, Seed, SeedReport, SeededPrefix, SeededVmPool, SeededVmss, SubnetSeed, VmPoolSeed,
+    VmssPoolSeed, VnetSeed,
+};
 pub use server::{FakeArm, FakeArmOptions};

@@ -77,7 +77,9 @@ impl Entry {
             Provisioning::Succeeded => "Succeeded",
             Provisioning::Failed => "Failed",
             Provisioning::Busy { deleting: true, .. } => "Deleting",
-            Provisioning::Busy { deleting: false, .. } => "Updating",
+            Provisioning::Busy {
+                deleting: false, ..
+            } => "Updating",
         }
     }
 

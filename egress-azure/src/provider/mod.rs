@@ -559,6 +559,20 @@ impl CloudProvider for ArmCloud {
         Self::prefix_to_core(&written.value, name).map_err(core_err("create_public_ip_prefix"))
     }
 
+    async fn list_public_ip_prefixes(&self) -> Result<Vec<CorePrefix>, egress_core::Error> {
+        self.client
+            .list_prefixes(&self.place.resource_group)
+            .await
+            .map_err(core_err("list_public_ip_prefixes"))?
+            .iter()
+            .map(|p| {
+                let id = p.id.clone().unwrap_or_default();
+                Self::prefix_to_core(p, &id)
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(core_err("list_public_ip_prefixes"))
+    }
+
     async fn delete_public_ip_prefix(&self, name: &str) -> Result<(), egress_core::Error> {
         self.client
             .delete_prefix(&self.place.resource_group, name)
