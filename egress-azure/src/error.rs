@@ -129,6 +129,10 @@ pub enum Error {
         /// What is wrong.
         problem: String,
     },
+    /// The local fake ARM server could not start or be seeded.
+    #[cfg(feature = "fake-arm")]
+    #[error("local fake ARM server")]
+    FakeArm(#[source] egress_fakearm::FakeArmError),
 }
 
 /// 409 codes that name a passing state of the resource rather than a request

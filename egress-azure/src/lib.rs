@@ -8,11 +8,15 @@
 //! - [`credential`]: where its bearer token comes from.
 //! - [`pool_id`]: gateway pool identities, derived as upstream does.
 //! - [`provider`]: core's `CloudProvider` over all of the above.
+//! - `local` (feature `fake-arm`): the adapter against a fake ARM server on
+//!   loopback, for tests, benches and the local demo.
 
 pub mod client;
 pub mod config;
 pub mod credential;
 mod error;
+#[cfg(feature = "fake-arm")]
+pub mod local;
 pub mod metrics;
 pub mod models;
 pub mod pool_id;

@@ -41,6 +41,7 @@ mod pool;
 mod pools;
 mod prefix;
 mod prepare;
+pub mod schedule;
 
 use pools::Pools;
 
