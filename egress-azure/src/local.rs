@@ -26,7 +26,8 @@ pub struct LocalCloud {
 
 impl LocalCloud {
     /// Starts a fake ARM whose writes take `latency`, with a virtual network
-    /// (`10.0.0.0/16`: gateways in `10.0.1.0/24`, frontends in `10.0.2.0/24`).
+    /// (`10.0.0.0/16`: gateways in `10.0.16.0/20`, room for 4,000 secondary
+    /// addresses; frontends in `10.0.2.0/24`).
     pub async fn start(latency: Duration) -> Result<Self, Error> {
         let arm = FakeArm::start(FakeArmOptions {
             latency,
@@ -39,7 +40,7 @@ impl LocalCloud {
                 RESOURCE_GROUP,
                 "vnet",
                 "10.0.0.0/16",
-                &[("gateway", "10.0.1.0/24"), ("ilb", "10.0.2.0/24")],
+                &[("gateway", "10.0.16.0/20"), ("ilb", "10.0.2.0/24")],
             )
             .map_err(Error::FakeArm)?;
         let [gateway_subnet, frontend_subnet] =
