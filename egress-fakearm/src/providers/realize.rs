@@ -186,6 +186,7 @@ pub fn realize(
         nics.push(json!({
             "name": nic_name,
             "id": nic_id,
+            "type": "Microsoft.Network/networkInterfaces",
             "properties": {
                 "ipConfigurations": ipcs,
                 "dnsSettings": {"dnsServers": [], "appliedDnsServers": []},
