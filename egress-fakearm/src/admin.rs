@@ -14,7 +14,11 @@ use crate::providers::{lb, nic, pip, prefix, vm, vmss, vmss_vm, vnet};
 use crate::state::State;
 
 fn bad(message: impl Into<String>) -> Reply {
-    Reply { status: 400, headers: Vec::new(), body: Some(json!({"error": {"code": "InvalidAdminRequest", "message": message.into()}})) }
+    Reply {
+        status: 400,
+        headers: Vec::new(),
+        body: Some(json!({"error": {"code": "InvalidAdminRequest", "message": message.into()}})),
+    }
 }
 
 /// The latency payload of `PUT /_admin/latency`.
@@ -38,15 +42,25 @@ pub fn handle(shared: &Shared, default_sub: &str, req: &Req) -> Reply {
     let mut state = lock(shared);
     state.settle(Instant::now());
     match (req.method.as_str(), path) {
-        ("POST", "/_admin/seed") => match crate::seed::parse(&req.body).and_then(|s| crate::seed::apply(&mut state, default_sub, &s)) {
+        ("POST", "/_admin/seed") => match crate::seed::parse(&req.body)
+            .and_then(|s| crate::seed::apply(&mut state, default_sub, &s))
+        {
             Ok(report) => Reply::ok(serde_json::to_value(report).unwrap_or(Value::Null)),
             Err(e) => bad(error_chain(&e)),
         },
         ("GET", "/_admin/state") => Reply::ok(snapshot(&state)),
-        ("GET", "/_admin/requests") => Reply::ok(serde_json::to_value(&state.requests).unwrap_or(Value::Null)),
-        ("GET", "/_admin/counts") => Reply::ok(serde_json::to_value(&state.counts).unwrap_or(Value::Null)),
-        ("GET", "/_admin/leftovers") => Reply::ok(serde_json::to_value(Leftovers::of(&state)).unwrap_or(Value::Null)),
-        ("GET", "/_admin/faults") => Reply::ok(serde_json::to_value(&state.faults).unwrap_or(Value::Null)),
+        ("GET", "/_admin/requests") => {
+            Reply::ok(serde_json::to_value(&state.requests).unwrap_or(Value::Null))
+        }
+        ("GET", "/_admin/counts") => {
+            Reply::ok(serde_json::to_value(&state.counts).unwrap_or(Value::Null))
+        }
+        ("GET", "/_admin/leftovers") => {
+            Reply::ok(serde_json::to_value(Leftovers::of(&state)).unwrap_or(Value::Null))
+        }
+        ("GET", "/_admin/faults") => {
+            Reply::ok(serde_json::to_value(&state.faults).unwrap_or(Value::Null))
+        }
         ("POST", "/_admin/faults") => match serde_json::from_slice::<FaultBody>(&req.body) {
             Ok(FaultBody::Many(rules)) => {
                 state.faults.extend(rules);
@@ -56,7 +70,9 @@ pub fn handle(shared: &Shared, default_sub: &str, req: &Req) -> Reply {
                 state.faults.push(rule);
                 Reply::ok(serde_json::to_value(&state.faults).unwrap_or(Value::Null))
             }
-            Err(e) => bad(format!("a fault rule (or a list of them) was expected: {e}")),
+            Err(e) => bad(format!(
+                "a fault rule (or a list of them) was expected: {e}"
+            )),
         },
         ("DELETE", "/_admin/faults") => {
             state.faults.clear();
@@ -67,7 +83,9 @@ pub fn handle(shared: &Shared, default_sub: &str, req: &Req) -> Reply {
                 state.latency = Duration::from_millis(b.latency_ms);
                 Reply::ok(json!({"latencyMs": b.latency_ms}))
             }
-            Err(e) => bad(format!("{{\"latencyMs\": <milliseconds>}} was expected: {e}")),
+            Err(e) => bad(format!(
+                "{{\"latencyMs\": <milliseconds>}} was expected: {e}"
+            )),
         },
         ("POST", "/_admin/reset-counts") => {
             state.counts = crate::log::Counts::default();
@@ -77,7 +95,9 @@ pub fn handle(shared: &Shared, default_sub: &str, req: &Req) -> Reply {
         _ => Reply {
             status: 404,
             headers: Vec::new(),
-            body: Some(json!({"error": {"code": "NotFound", "message": format!("No admin endpoint {} {path}.", req.method)}})),
+            body: Some(
+                json!({"error": {"code": "NotFound", "message": format!("No admin endpoint {} {path}.", req.method)}}),
+            ),
         },
     }
 }
@@ -95,7 +115,9 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// The whole state as JSON, each resource as its GET would answer.
 pub fn snapshot(state: &State) -> Value {
-    let keys = |m: &std::collections::BTreeMap<String, crate::state::Entry>| m.keys().cloned().collect::<Vec<_>>();
+    let keys = |m: &std::collections::BTreeMap<String, crate::state::Entry>| {
+        m.keys().cloned().collect::<Vec<_>>()
+    };
     let scale_sets: Vec<Value> = state
         .vmss
         .iter()

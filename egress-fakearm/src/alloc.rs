@@ -35,17 +35,24 @@ impl Allocator {
         let note_ipcs = |a: &mut Allocator, ipcs: &[Value]| {
             for ipc in ipcs {
                 let subnet = str_at(ipc, &["properties", "subnet", "id"]);
-                let addr = str_at(ipc, &["properties", "privateIPAddress"]).and_then(|s| s.parse().ok());
+                let addr =
+                    str_at(ipc, &["properties", "privateIPAddress"]).and_then(|s| s.parse().ok());
                 if let (Some(subnet), Some(addr)) = (subnet, addr) {
                     a.private.entry(key(subnet)).or_default().insert(addr);
                 }
             }
         };
         for nic in state.nics.values() {
-            note_ipcs(&mut a, arr_at(&nic.body, &["properties", "ipConfigurations"]));
+            note_ipcs(
+                &mut a,
+                arr_at(&nic.body, &["properties", "ipConfigurations"]),
+            );
         }
         for lb in state.lbs.values() {
-            note_ipcs(&mut a, arr_at(&lb.body, &["properties", "frontendIPConfigurations"]));
+            note_ipcs(
+                &mut a,
+                arr_at(&lb.body, &["properties", "frontendIPConfigurations"]),
+            );
         }
         for vmss in state.vmss.values() {
             for inst in vmss.instances.values() {
@@ -56,12 +63,16 @@ impl Allocator {
             }
         }
         for pip in state.pips.values() {
-            if let Some(addr) = str_at(&pip.body, &["properties", "ipAddress"]).and_then(|s| s.parse().ok()) {
+            if let Some(addr) =
+                str_at(&pip.body, &["properties", "ipAddress"]).and_then(|s| s.parse().ok())
+            {
                 a.public.insert(addr);
             }
         }
         for prefix in state.prefixes.values() {
-            if let Some(net) = str_at(&prefix.body, &["properties", "ipPrefix"]).and_then(|s| s.parse().ok()) {
+            if let Some(net) =
+                str_at(&prefix.body, &["properties", "ipPrefix"]).and_then(|s| s.parse().ok())
+            {
                 a.prefixes.push(net);
             }
         }
@@ -74,7 +85,9 @@ impl Allocator {
         let used = self.private.entry(key(subnet_id)).or_default();
         let first = u32::from(net.network()).saturating_add(4);
         let last = u32::from(net.broadcast()).saturating_sub(1);
-        let free = (first..=last).map(Ipv4Addr::from).find(|a| !used.contains(a));
+        let free = (first..=last)
+            .map(Ipv4Addr::from)
+            .find(|a| !used.contains(a));
         match free {
             Some(addr) => {
                 used.insert(addr);
@@ -82,18 +95,31 @@ impl Allocator {
             }
             None => Err(ArmError::bad_request(
                 "SubnetIsFull",
-                format!("Subnet {subnet_id} with address prefix {net} does not have enough capacity for 1 IP address."),
+                format!(
+                    "Subnet {subnet_id} with address prefix {net} does not have enough capacity for 1 IP address."
+                ),
             )),
         }
     }
 
     /// Claims a given (static) address of a subnet, unless `keep` says it is already ours.
-    pub fn claim_private(&mut self, subnet_id: &str, net: Ipv4Net, addr: Ipv4Addr, keep: bool) -> Result<(), ArmError> {
-        if !net.contains(&addr) || addr < net.network().saturating_add_4() || addr >= net.broadcast() {
+    pub fn claim_private(
+        &mut self,
+        subnet_id: &str,
+        net: Ipv4Net,
+        addr: Ipv4Addr,
+        keep: bool,
+    ) -> Result<(), ArmError> {
+        if !net.contains(&addr)
+            || addr < net.network().saturating_add_4()
+            || addr >= net.broadcast()
+        {
             // Azure's code for a static address outside the subnet's usable range.
             return Err(ArmError::bad_request(
                 "PrivateIPAddressNotInSubnet",
-                format!("IP address {addr} does not belong to the usable range of subnet {subnet_id} ({net})."),
+                format!(
+                    "IP address {addr} does not belong to the usable range of subnet {subnet_id} ({net})."
+                ),
             ));
         }
         let used = self.private.entry(key(subnet_id)).or_default();
@@ -108,7 +134,12 @@ impl Allocator {
     }
 
     /// Claims the lowest free address of a public IP prefix; `code` names the exhaustion.
-    pub fn public_in(&mut self, prefix_id: &str, net: Ipv4Net, code: &str) -> Result<Ipv4Addr, ArmError> {
+    pub fn public_in(
+        &mut self,
+        prefix_id: &str,
+        net: Ipv4Net,
+        code: &str,
+    ) -> Result<Ipv4Addr, ArmError> {
         match net.hosts_all().find(|a| !self.public.contains(a)) {
             Some(addr) => {
                 self.public.insert(addr);
@@ -152,7 +183,10 @@ impl Allocator {
                 continue;
             };
             for block in blocks {
-                let overlaps = self.prefixes.iter().any(|p| p.contains(&block) || block.contains(p));
+                let overlaps = self
+                    .prefixes
+                    .iter()
+                    .any(|p| p.contains(&block) || block.contains(p));
                 let holds_public = self.public.iter().any(|a| block.contains(a));
                 if !overlaps && !holds_public {
                     self.prefixes.push(block);
@@ -197,35 +231,6 @@ pub fn subnet_prefix(state: &State, subnet_id: &str) -> Option<Ipv4Net> {
     str_at(subnet, &["properties", "addressPrefix"]).and_then(|s| s.parse().ok())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn private_addresses_skip_azure_reserved_ones() {
-        let mut a = Allocator::default();
-        let net: Ipv4Net = "10.0.1.0/29".parse().unwrap_or_default();
-        assert_eq!(a.private("s", net).ok(), Some(Ipv4Addr::new(10, 0, 1, 4)));
-        assert_eq!(a.private("s", net).ok(), Some(Ipv4Addr::new(10, 0, 1, 5)));
-        assert_eq!(a.private("s", net).ok(), Some(Ipv4Addr::new(10, 0, 1, 6)));
-        assert_eq!(a.private("s", net).map_err(|e| e.code), Err("SubnetIsFull".to_owned()));
-    }
-
-    #[test]
-    fn prefixes_and_standalone_addresses_do_not_overlap() {
-        let mut a = Allocator::default();
-        let p1 = a.prefix_block(30).unwrap_or_default();
-        let p2 = a.prefix_block(28).unwrap_or_default();
-        assert_eq!(p1.to_string(), "192.0.2.0/30");
-        assert_eq!(p2.to_string(), "192.0.2.16/28");
-        assert_eq!(a.standalone_public().ok(), Some(Ipv4Addr::new(203, 0, 113, 255)));
-        for _ in 0..4 {
-            assert!(a.public_in("p", p1, "X").is_ok());
-        }
-        assert_eq!(a.public_in("p", p1, "X").map_err(|e| e.code), Err("X".to_owned()));
-    }
-}
-
 /// Gives an ipConfig-shaped object (`properties.subnet`, `privateIPAllocationMethod`,
 /// `privateIPAddress`) its private address: a static one is claimed as given; a dynamic one
 /// keeps the address of `old` (the same ipConfig before this write) when the subnet is
@@ -242,7 +247,8 @@ pub fn assign_private(
     let Some(subnet) = str_at(ipc, &["properties", "subnet", "id"]).map(str::to_owned) else {
         return Ok(());
     };
-    let net = subnet_prefix(state, &subnet).ok_or_else(|| ArmError::invalid_reference(&subnet, owner))?;
+    let net =
+        subnet_prefix(state, &subnet).ok_or_else(|| ArmError::invalid_reference(&subnet, owner))?;
     let same_subnet = old
         .and_then(|o| str_at(o, &["properties", "subnet", "id"]))
         .is_some_and(|s| key(s) == key(&subnet));
@@ -256,21 +262,39 @@ pub fn assign_private(
         let Some(addr) = given.and_then(|s| s.parse::<Ipv4Addr>().ok()) else {
             return Err(ArmError::bad_request(
                 "InvalidRequestFormat",
-                format!("IP configuration {owner} asks for a static private address but gives no valid privateIPAddress."),
+                format!(
+                    "IP configuration {owner} asks for a static private address but gives no valid privateIPAddress."
+                ),
             ));
         };
         alloc.claim_private(&subnet, net, addr, old_addr == Some(addr))?;
-        set_at(ipc, &["properties", "privateIPAllocationMethod"], json!("Static"));
+        set_at(
+            ipc,
+            &["properties", "privateIPAllocationMethod"],
+            json!("Static"),
+        );
         addr
     } else {
-        set_at(ipc, &["properties", "privateIPAllocationMethod"], json!("Dynamic"));
+        set_at(
+            ipc,
+            &["properties", "privateIPAllocationMethod"],
+            json!("Dynamic"),
+        );
         match old_addr {
             Some(a) => a,
             None => alloc.private(&subnet, net)?,
         }
     };
-    set_at(ipc, &["properties", "privateIPAddress"], json!(addr.to_string()));
-    set_at(ipc, &["properties", "privateIPAddressVersion"], json!("IPv4"));
+    set_at(
+        ipc,
+        &["properties", "privateIPAddress"],
+        json!(addr.to_string()),
+    );
+    set_at(
+        ipc,
+        &["properties", "privateIPAddressVersion"],
+        json!("IPv4"),
+    );
     Ok(())
 }
 
@@ -278,5 +302,43 @@ impl Allocator {
     /// Addresses of a public network not yet taken.
     pub fn free_in(&self, net: Ipv4Net) -> usize {
         net.hosts_all().filter(|a| !self.public.contains(a)).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_addresses_skip_azure_reserved_ones() {
+        let mut a = Allocator::default();
+        let net: Ipv4Net = "10.0.1.0/29".parse().unwrap_or_default();
+        assert_eq!(a.private("s", net).ok(), Some(Ipv4Addr::new(10, 0, 1, 4)));
+        assert_eq!(a.private("s", net).ok(), Some(Ipv4Addr::new(10, 0, 1, 5)));
+        assert_eq!(a.private("s", net).ok(), Some(Ipv4Addr::new(10, 0, 1, 6)));
+        assert_eq!(
+            a.private("s", net).map_err(|e| e.code),
+            Err("SubnetIsFull".to_owned())
+        );
+    }
+
+    #[test]
+    fn prefixes_and_standalone_addresses_do_not_overlap() {
+        let mut a = Allocator::default();
+        let p1 = a.prefix_block(30).unwrap_or_default();
+        let p2 = a.prefix_block(28).unwrap_or_default();
+        assert_eq!(p1.to_string(), "192.0.2.0/30");
+        assert_eq!(p2.to_string(), "192.0.2.16/28");
+        assert_eq!(
+            a.standalone_public().ok(),
+            Some(Ipv4Addr::new(203, 0, 113, 255))
+        );
+        for _ in 0..4 {
+            assert!(a.public_in("p", p1, "X").is_ok());
+        }
+        assert_eq!(
+            a.public_in("p", p1, "X").map_err(|e| e.code),
+            Err("X".to_owned())
+        );
     }
 }

@@ -38,20 +38,27 @@ impl Req {
     /// The body as a JSON object; a clear 400 when it is not one.
     pub fn json_object(&self) -> Result<Value, ArmError> {
         if self.body.iter().all(u8::is_ascii_whitespace) {
-            return Err(ArmError::invalid_body("The request body is empty; a JSON object is required."));
+            return Err(ArmError::invalid_body(
+                "The request body is empty; a JSON object is required.",
+            ));
         }
-        let v: Value = serde_json::from_slice(&self.body)
-            .map_err(|e| ArmError::invalid_body(format!("The request body is not valid JSON: {e}.")))?;
+        let v: Value = serde_json::from_slice(&self.body).map_err(|e| {
+            ArmError::invalid_body(format!("The request body is not valid JSON: {e}."))
+        })?;
         if v.is_object() {
             Ok(v)
         } else {
-            Err(ArmError::invalid_body("The request body must be a JSON object."))
+            Err(ArmError::invalid_body(
+                "The request body must be a JSON object.",
+            ))
         }
     }
 
     /// The body as JSON for the request log, if it is JSON.
     pub fn json_for_log(&self) -> Option<Value> {
-        serde_json::from_slice::<Value>(&self.body).ok().map(|v| crate::log::redact(&v))
+        serde_json::from_slice::<Value>(&self.body)
+            .ok()
+            .map(|v| crate::log::redact(&v))
     }
 }
 
@@ -69,17 +76,25 @@ pub struct Reply {
 impl Reply {
     /// 200 with a JSON body.
     pub fn ok(body: Value) -> Self {
-        Self { status: 200, headers: Vec::new(), body: Some(body) }
+        Self {
+            status: 200,
+            headers: Vec::new(),
+            body: Some(body),
+        }
     }
 
     /// A status with no body.
     pub fn empty(status: u16) -> Self {
-        Self { status, headers: Vec::new(), body: None }
+        Self {
+            status,
+            headers: Vec::new(),
+            body: None,
+        }
     }
 
     /// An ARM list: `{"value": [...]}`.
     pub fn list(items: Vec<Value>) -> Self {
-        Self::ok(serde_json::json!({ "value": items }))
+        Self::ok(serde_json::json!({ "value": Value::Array(items) }))
     }
 
     /// Adds a header.
@@ -91,7 +106,11 @@ impl Reply {
 
     /// The reply for an ARM error.
     pub fn error(e: &ArmError) -> Self {
-        let mut r = Self { status: e.status, headers: Vec::new(), body: Some(e.body()) };
+        let mut r = Self {
+            status: e.status,
+            headers: Vec::new(),
+            body: Some(e.body()),
+        };
         if let Some(s) = e.retry_after {
             r.headers.push(("Retry-After".into(), s.to_string()));
         }

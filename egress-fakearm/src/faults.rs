@@ -146,7 +146,12 @@ impl FaultRule {
 }
 
 /// Takes the first rule that matches a call, using up one of its times.
-pub fn take(rules: &mut Vec<FaultRule>, operation: &str, path: &str, is_write: bool) -> Option<Fault> {
+pub fn take(
+    rules: &mut Vec<FaultRule>,
+    operation: &str,
+    path: &str,
+    is_write: bool,
+) -> Option<Fault> {
     let rule = rules
         .iter_mut()
         .find(|r| r.matches(operation, path, is_write))?;
@@ -168,9 +173,18 @@ mod tests {
             FaultRule::new("LoadBalancers_Get", Fault::AppliedThenError).times(2),
             FaultRule::new("*", Fault::slow(Duration::from_millis(5))).always(),
         ];
-        assert_eq!(take(&mut rules, "loadbalancers_get", "/x", false), Some(Fault::AppliedThenError));
-        assert_eq!(take(&mut rules, "LoadBalancers_Get", "/x", false), Some(Fault::AppliedThenError));
-        assert_eq!(take(&mut rules, "LoadBalancers_Get", "/x", false), Some(Fault::Slow { extra_ms: 5 }));
+        assert_eq!(
+            take(&mut rules, "loadbalancers_get", "/x", false),
+            Some(Fault::AppliedThenError)
+        );
+        assert_eq!(
+            take(&mut rules, "LoadBalancers_Get", "/x", false),
+            Some(Fault::AppliedThenError)
+        );
+        assert_eq!(
+            take(&mut rules, "LoadBalancers_Get", "/x", false),
+            Some(Fault::Slow { extra_ms: 5 })
+        );
         assert_eq!(rules.len(), 1);
     }
 
@@ -178,7 +192,10 @@ mod tests {
     fn failed_operations_only_match_writes() {
         let mut rules = vec![FaultRule::new(
             "*",
-            Fault::FailOperation { code: "X".into(), message: None },
+            Fault::FailOperation {
+                code: "X".into(),
+                message: None,
+            },
         )];
         assert_eq!(take(&mut rules, "LoadBalancers_Get", "/x", false), None);
         assert!(take(&mut rules, "LoadBalancers_CreateOrUpdate", "/x", true).is_some());

@@ -43,7 +43,10 @@ pub fn resource_group_key(id: &str) -> Option<String> {
 
 /// The last segment of an id (the resource's name).
 pub fn last_segment(id: &str) -> &str {
-    id.trim_end_matches('/').rsplit('/').next().unwrap_or_default()
+    id.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -41,9 +41,19 @@ impl Leftovers {
         let id = |v: &serde_json::Value| str_at(v, &["id"]).unwrap_or_default().to_owned();
         let mut out = Leftovers {
             load_balancers: state.lbs.values().map(|e| id(&e.body)).collect(),
-            public_ip_prefixes: state.prefixes.values().filter(|e| !e.seeded).map(|e| id(&e.body)).collect(),
+            public_ip_prefixes: state
+                .prefixes
+                .values()
+                .filter(|e| !e.seeded)
+                .map(|e| id(&e.body))
+                .collect(),
             public_ips: state.pips.values().map(|e| id(&e.body)).collect(),
-            network_interfaces: state.nics.values().filter(|e| !e.seeded).map(|e| id(&e.body)).collect(),
+            network_interfaces: state
+                .nics
+                .values()
+                .filter(|e| !e.seeded)
+                .map(|e| id(&e.body))
+                .collect(),
             ..Leftovers::default()
         };
         for r in refs::all(state) {
@@ -52,19 +62,25 @@ impl Leftovers {
                 out.ip_configurations.push(r.id.clone());
             }
             for pool in &r.backend_pools {
-                out.backend_pool_references.push(format!("{} -> {pool}", r.id));
+                out.backend_pool_references
+                    .push(format!("{} -> {pool}", r.id));
             }
             if seeded {
                 if let Some(p) = r.public_ip.as_ref().or(r.public_prefix.as_ref()) {
                     out.public_references.push(format!("{} -> {p}", r.id));
                 } else if r.has_public_config {
-                    out.public_references.push(format!("{} -> public IP configuration", r.id));
+                    out.public_references
+                        .push(format!("{} -> public IP configuration", r.id));
                 }
             }
         }
         for vmss in state.vmss.values() {
             for inst in vmss.instances.values() {
-                out.instance_public_ips.extend(inst.public_ips.values().map(|p| format!("{} ({})", p.id, p.address)));
+                out.instance_public_ips.extend(
+                    inst.public_ips
+                        .values()
+                        .map(|p| format!("{} ({})", p.id, p.address)),
+                );
             }
         }
         out

@@ -13,7 +13,7 @@
 //! - a prefix of length L holds 2^(32-L) addresses; a public IP serves one ipConfig;
 //! - a scale-set model write changes no instance until `manualupgrade` or the instance's update
 //!   (`latestModelApplied`);
-//! - ETags change on every write; `If-Match` / `If-None-Match` failures answer 412;
+//! - `ETags` change on every write; `If-Match` / `If-None-Match` failures answer 412;
 //! - writes are long-running (`Azure-AsyncOperation`, `Location`, `Updating` then `Succeeded`
 //!   after the configured latency), and a second write on a busy resource answers 409;
 //! - `api-version` is checked per provider and every ARM call needs a bearer token.
@@ -70,5 +70,8 @@ pub use error::FakeArmError;
 pub use faults::{Fault, FaultRule};
 pub use leftovers::Leftovers;
 pub use log::{CallKind, Counts, OperationCount, RequestRecord};
-pub use seed::{PrefixSeed, Seed, SeedReport, SeededPrefix, SeededVmPool, SeededVmss, SubnetSeed, VmPoolSeed, VmssPoolSeed, VnetSeed};
+pub use seed::{
+    PrefixSeed, Seed, SeedReport, SeededPrefix, SeededVmPool, SeededVmss, SubnetSeed, VmPoolSeed,
+    VmssPoolSeed, VnetSeed,
+};
 pub use server::{FakeArm, FakeArmOptions};

@@ -26,11 +26,16 @@ pub fn ensure_idle(state: &State, target_busy: Option<&str>, id: &str) -> Result
     let Some(op) = target_busy else {
         return Ok(());
     };
-    let name = state.operations.get(op).map_or("an operation", |o| o.operation.as_str());
+    let name = state
+        .operations
+        .get(op)
+        .map_or("an operation", |o| o.operation.as_str());
     Err(ArmError::new(
         409,
         "AnotherOperationInProgress",
-        format!("Operation {name} ({op}) is in progress on resource {id}; retry when it has finished."),
+        format!(
+            "Operation {name} ({op}) is in progress on resource {id}; retry when it has finished."
+        ),
     ))
 }
 
@@ -48,7 +53,10 @@ pub fn start(
     let until = Instant::now() + state.latency + shape.extra_latency;
     for t in &targets {
         if let Some(entry) = state.entry_mut(t) {
-            entry.provisioning = Provisioning::Busy { op: id.clone(), deleting };
+            entry.provisioning = Provisioning::Busy {
+                op: id.clone(),
+                deleting,
+            };
         }
     }
     state.operations.insert(
@@ -73,7 +81,12 @@ pub fn headers(state: &State, req: &Req, op_id: &str) -> Vec<(String, String)> {
     let Some(op) = state.operations.get(op_id) else {
         return Vec::new();
     };
-    let sub = req.path.trim_matches('/').split('/').nth(1).unwrap_or_default();
+    let sub = req
+        .path
+        .trim_matches('/')
+        .split('/')
+        .nth(1)
+        .unwrap_or_default();
     let version = req.api_version().unwrap_or_default();
     let base = format!(
         "{}/subscriptions/{sub}/providers/{}/locations/{}",
@@ -82,8 +95,14 @@ pub fn headers(state: &State, req: &Req, op_id: &str) -> Vec<(String, String)> {
         state.location
     );
     vec![
-        ("Azure-AsyncOperation".into(), format!("{base}/operations/{op_id}?api-version={version}")),
-        ("Location".into(), format!("{base}/operationResults/{op_id}?api-version={version}")),
+        (
+            "Azure-AsyncOperation".into(),
+            format!("{base}/operations/{op_id}?api-version={version}"),
+        ),
+        (
+            "Location".into(),
+            format!("{base}/operationResults/{op_id}?api-version={version}"),
+        ),
         ("Retry-After".into(), retry_after(op.until).to_string()),
     ]
 }
@@ -113,7 +132,12 @@ pub fn status(state: &State, id: &str) -> Result<Reply, ArmError> {
 /// `GET …/operationResults/{id}`: 202 while running; when done, 204 for a DELETE or a POST, the
 /// resource for a PUT or PATCH; a failed operation answers its error.
 /// Chosen status for a failed operation's result: 400 when the error has no status of its own.
-pub fn result(state: &State, req: &Req, id: &str, resource: impl Fn(&str) -> Option<serde_json::Value>) -> Result<Reply, ArmError> {
+pub fn result(
+    state: &State,
+    req: &Req,
+    id: &str,
+    resource: impl Fn(&str) -> Option<serde_json::Value>,
+) -> Result<Reply, ArmError> {
     let op = find(state, id)?;
     if !op.settled {
         let mut reply = Reply::empty(202);
@@ -134,8 +158,11 @@ pub fn result(state: &State, req: &Req, id: &str, resource: impl Fn(&str) -> Opt
 }
 
 fn find<'a>(state: &'a State, id: &str) -> Result<&'a Operation, ArmError> {
-    state
-        .operations
-        .get(id)
-        .ok_or_else(|| ArmError::new(404, "OperationNotFound", format!("Operation {id} was not found.")))
+    state.operations.get(id).ok_or_else(|| {
+        ArmError::new(
+            404,
+            "OperationNotFound",
+            format!("Operation {id} was not found."),
+        )
+    })
 }

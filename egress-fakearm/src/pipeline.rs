@@ -45,7 +45,11 @@ pub async fn handle(shared: &Shared, req: &Req) -> Reply {
     let mut state = lock(shared);
     let at_ms = u64::try_from(state.started.elapsed().as_millis()).unwrap_or(u64::MAX);
     state.counts.record(operation, kind, reply.status);
-    let error_code = reply.body.as_ref().and_then(|b| crate::json::str_at(b, &["error", "code"])).map(str::to_owned);
+    let error_code = reply
+        .body
+        .as_ref()
+        .and_then(|b| crate::json::str_at(b, &["error", "code"]))
+        .map(str::to_owned);
     state.requests.push(RequestRecord {
         at_ms,
         method: req.method.to_string(),
@@ -63,7 +67,10 @@ pub async fn handle(shared: &Shared, req: &Req) -> Reply {
 
 /// Authentication, route, method and api-version, in the order ARM checks them.
 fn prepare(req: &Req) -> Result<(Route, &'static str, CallKind), ArmError> {
-    let token = req.header("authorization").and_then(|h| h.strip_prefix("Bearer ")).map(str::trim);
+    let token = req
+        .header("authorization")
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim);
     if token.is_none_or(str::is_empty) {
         return Err(ArmError::new(
             401,
@@ -73,30 +80,64 @@ fn prepare(req: &Req) -> Result<(Route, &'static str, CallKind), ArmError> {
     }
     // Chosen answer for a path the fake does not serve: 404 `InvalidResourceType`.
     let route = Route::parse(&req.path).ok_or_else(|| {
-        ArmError::new(404, "InvalidResourceType", format!("The fake ARM server serves no resource type at {}.", req.path))
+        ArmError::new(
+            404,
+            "InvalidResourceType",
+            format!(
+                "The fake ARM server serves no resource type at {}.",
+                req.path
+            ),
+        )
     })?;
     let (op, kind) = route.operation(&req.method)?;
     route.api_provider().check(req.api_version())?;
     Ok((route, op, kind))
 }
 
-async fn run(shared: &Shared, req: &Req, route: &Route, op: &'static str, kind: CallKind, fault: Option<Fault>) -> Reply {
+async fn run(
+    shared: &Shared,
+    req: &Req,
+    route: &Route,
+    op: &'static str,
+    kind: CallKind,
+    fault: Option<Fault>,
+) -> Reply {
     let mut shape = OpShape::default();
     let mut then_error = false;
     match fault {
         // Chosen code for throttling: `TooManyRequests`.
-        Some(Fault::Throttle { retry_after_seconds }) => {
-            let mut e = ArmError::new(429, "TooManyRequests", format!("The request {op} was throttled; retry after {retry_after_seconds} seconds."));
+        Some(Fault::Throttle {
+            retry_after_seconds,
+        }) => {
+            let mut e = ArmError::new(
+                429,
+                "TooManyRequests",
+                format!(
+                    "The request {op} was throttled; retry after {retry_after_seconds} seconds."
+                ),
+            );
             e.retry_after = Some(retry_after_seconds);
             return Reply::error(&e);
         }
         Some(Fault::Conflict { code }) => {
-            return Reply::error(&ArmError::new(409, &code, format!("The request {op} conflicts with the current state (injected).")));
+            return Reply::error(&ArmError::new(
+                409,
+                &code,
+                format!("The request {op} conflicts with the current state (injected)."),
+            ));
         }
         Some(Fault::ServerError { status, code }) => {
-            let status = if (500..=599).contains(&status) { status } else { 500 };
+            let status = if (500..=599).contains(&status) {
+                status
+            } else {
+                500
+            };
             let code = code.unwrap_or_else(|| "InternalServerError".to_owned());
-            return Reply::error(&ArmError::new(status, &code, format!("The server failed to process {op} (injected).")));
+            return Reply::error(&ArmError::new(
+                status,
+                &code,
+                format!("The server failed to process {op} (injected)."),
+            ));
         }
         Some(Fault::Slow { extra_ms }) => {
             if kind == CallKind::Write {
@@ -106,7 +147,8 @@ async fn run(shared: &Shared, req: &Req, route: &Route, op: &'static str, kind: 
             }
         }
         Some(Fault::FailOperation { code, message }) => {
-            let message = message.unwrap_or_else(|| format!("The operation {op} failed (injected)."));
+            let message =
+                message.unwrap_or_else(|| format!("The operation {op} failed (injected)."));
             // The status a failed operation's result URL answers with.
             shape.failure = Some(ArmError::new(400, &code, message));
         }
@@ -116,11 +158,19 @@ async fn run(shared: &Shared, req: &Req, route: &Route, op: &'static str, kind: 
     let reply = {
         let mut state = lock(shared);
         state.settle(Instant::now());
-        let ctx = WriteCtx { req, operation: op, shape };
+        let ctx = WriteCtx {
+            req,
+            operation: op,
+            shape,
+        };
         providers::dispatch(&mut state, route, &ctx).unwrap_or_else(|e| Reply::error(&e))
     };
     if then_error {
-        return Reply::error(&ArmError::new(500, "InternalServerError", format!("The server failed to answer {op} after carrying it out (injected).")));
+        return Reply::error(&ArmError::new(
+            500,
+            "InternalServerError",
+            format!("The server failed to answer {op} after carrying it out (injected)."),
+        ));
     }
     reply
 }

@@ -80,7 +80,10 @@ pub fn of_nic_configs(
                 nic_name: nic_name.to_owned(),
                 name: name.to_owned(),
                 subnet: str_at(ipc, &["properties", "subnet", "id"]).map(str::to_owned),
-                backend_pools: owned(ref_ids(ipc, &["properties", "loadBalancerBackendAddressPools"])),
+                backend_pools: owned(ref_ids(
+                    ipc,
+                    &["properties", "loadBalancerBackendAddressPools"],
+                )),
                 other_lb_refs: owned(ref_ids(ipc, &["properties", "loadBalancerInboundNatPools"])),
                 public_ip: None,
                 public_prefix: public
@@ -107,7 +110,10 @@ pub fn of_nic(nic_key: &str, nic_id: &str, body: &Value) -> Vec<IpConfigRef> {
                 nic_name: crate::ids::last_segment(nic_id).to_owned(),
                 name: name.to_owned(),
                 subnet: str_at(ipc, &["properties", "subnet", "id"]).map(str::to_owned),
-                backend_pools: owned(ref_ids(ipc, &["properties", "loadBalancerBackendAddressPools"])),
+                backend_pools: owned(ref_ids(
+                    ipc,
+                    &["properties", "loadBalancerBackendAddressPools"],
+                )),
                 other_lb_refs: owned(ref_ids(ipc, &["properties", "loadBalancerInboundNatRules"])),
                 public_ip: ipc
                     .get("properties")
@@ -125,7 +131,12 @@ pub fn of_nic(nic_key: &str, nic_id: &str, body: &Value) -> Vec<IpConfigRef> {
 pub fn model_nic_configs(vmss_body: &Value) -> &[Value] {
     arr_at(
         vmss_body,
-        &["properties", "virtualMachineProfile", "networkProfile", "networkInterfaceConfigurations"],
+        &[
+            "properties",
+            "virtualMachineProfile",
+            "networkProfile",
+            "networkInterfaceConfigurations",
+        ],
     )
 }
 
@@ -133,7 +144,11 @@ pub fn model_nic_configs(vmss_body: &Value) -> &[Value] {
 pub fn instance_nic_configs(instance_body: &Value) -> &[Value] {
     arr_at(
         instance_body,
-        &["properties", "networkProfileConfiguration", "networkInterfaceConfigurations"],
+        &[
+            "properties",
+            "networkProfileConfiguration",
+            "networkInterfaceConfigurations",
+        ],
     )
 }
 

@@ -23,7 +23,11 @@ pub enum Route {
     /// Every instance's NICs.
     VmssNics { vmss: String },
     /// One instance NIC.
-    VmssVmNic { vmss: String, instance: String, nic: String },
+    VmssVmNic {
+        vmss: String,
+        instance: String,
+        nic: String,
+    },
     /// Virtual machines in a resource group.
     VmList { scope: String },
     /// One virtual machine.
@@ -74,16 +78,31 @@ impl Route {
                     _ => None,
                 }
             }
-            ["subscriptions", _, "resourcegroups", _, "providers", ns, rest @ ..] => {
+            [
+                "subscriptions",
+                _,
+                "resourcegroups",
+                _,
+                "providers",
+                ns,
+                rest @ ..,
+            ] => {
                 let scope = id(4);
                 match (*ns, rest) {
-                    ("microsoft.compute", ["virtualmachinescalesets"]) => Some(Route::VmssList { scope }),
-                    ("microsoft.compute", ["virtualmachinescalesets", _]) => Some(Route::Vmss { id: id(8) }),
+                    ("microsoft.compute", ["virtualmachinescalesets"]) => {
+                        Some(Route::VmssList { scope })
+                    }
+                    ("microsoft.compute", ["virtualmachinescalesets", _]) => {
+                        Some(Route::Vmss { id: id(8) })
+                    }
                     ("microsoft.compute", ["virtualmachinescalesets", _, "virtualmachines"]) => {
                         Some(Route::VmssVms { vmss: id(8) })
                     }
                     ("microsoft.compute", ["virtualmachinescalesets", _, "virtualmachines", _]) => {
-                        Some(Route::VmssVm { vmss: id(8), instance: segs[9].to_owned() })
+                        Some(Route::VmssVm {
+                            vmss: id(8),
+                            instance: segs[9].to_owned(),
+                        })
                     }
                     ("microsoft.compute", ["virtualmachinescalesets", _, "manualupgrade"]) => {
                         Some(Route::ManualUpgrade { vmss: id(8) })
@@ -93,7 +112,14 @@ impl Route {
                     }
                     (
                         "microsoft.compute",
-                        ["virtualmachinescalesets", _, "virtualmachines", _, "networkinterfaces", _],
+                        [
+                            "virtualmachinescalesets",
+                            _,
+                            "virtualmachines",
+                            _,
+                            "networkinterfaces",
+                            _,
+                        ],
                     ) => Some(Route::VmssVmNic {
                         vmss: id(8),
                         instance: segs[9].to_owned(),
@@ -102,16 +128,29 @@ impl Route {
                     ("microsoft.compute", ["virtualmachines"]) => Some(Route::VmList { scope }),
                     ("microsoft.compute", ["virtualmachines", _]) => Some(Route::Vm { id: id(8) }),
                     ("microsoft.network", ["networkinterfaces"]) => Some(Route::NicList { scope }),
-                    ("microsoft.network", ["networkinterfaces", _]) => Some(Route::Nic { id: id(8) }),
+                    ("microsoft.network", ["networkinterfaces", _]) => {
+                        Some(Route::Nic { id: id(8) })
+                    }
                     ("microsoft.network", ["loadbalancers"]) => Some(Route::LbList { scope }),
                     ("microsoft.network", ["loadbalancers", _]) => Some(Route::Lb { id: id(8) }),
-                    ("microsoft.network", ["publicipprefixes"]) => Some(Route::PrefixList { scope }),
-                    ("microsoft.network", ["publicipprefixes", _]) => Some(Route::Prefix { id: id(8) }),
+                    ("microsoft.network", ["publicipprefixes"]) => {
+                        Some(Route::PrefixList { scope })
+                    }
+                    ("microsoft.network", ["publicipprefixes", _]) => {
+                        Some(Route::Prefix { id: id(8) })
+                    }
                     ("microsoft.network", ["publicipaddresses"]) => Some(Route::PipList { scope }),
-                    ("microsoft.network", ["publicipaddresses", _]) => Some(Route::Pip { id: id(8) }),
-                    ("microsoft.network", ["virtualnetworks", _]) => Some(Route::Vnet { id: id(8) }),
+                    ("microsoft.network", ["publicipaddresses", _]) => {
+                        Some(Route::Pip { id: id(8) })
+                    }
+                    ("microsoft.network", ["virtualnetworks", _]) => {
+                        Some(Route::Vnet { id: id(8) })
+                    }
                     ("microsoft.network", ["virtualnetworks", _, "subnets", _]) => {
-                        Some(Route::Subnet { vnet: id(8), name: segs[9].to_owned() })
+                        Some(Route::Subnet {
+                            vnet: id(8),
+                            name: segs[9].to_owned(),
+                        })
                     }
                     _ => None,
                 }
@@ -125,10 +164,12 @@ impl Route {
     pub fn api_provider(&self) -> ApiFamily {
         match self {
             Route::VmssNics { .. } | Route::VmssVmNic { .. } => ApiFamily::VmssNetwork,
-            Route::OperationStatus { provider, .. } | Route::OperationResult { provider, .. } => match provider {
-                Provider::Compute => ApiFamily::Compute,
-                Provider::Network => ApiFamily::Network,
-            },
+            Route::OperationStatus { provider, .. } | Route::OperationResult { provider, .. } => {
+                match provider {
+                    Provider::Compute => ApiFamily::Compute,
+                    Provider::Network => ApiFamily::Network,
+                }
+            }
             Route::VmssList { .. }
             | Route::Vmss { .. }
             | Route::VmssVms { .. }
@@ -153,13 +194,17 @@ impl Route {
             (Route::VmssVms { .. }, "GET") => Some(("VirtualMachineScaleSetVMs_List", Read)),
             (Route::VmssVm { .. }, "GET") => Some(("VirtualMachineScaleSetVMs_Get", Read)),
             (Route::VmssVm { .. }, "PUT") => Some(("VirtualMachineScaleSetVMs_Update", Write)),
-            (Route::ManualUpgrade { .. }, "POST") => Some(("VirtualMachineScaleSets_UpdateInstances", Write)),
-            (Route::VmssNics { .. }, "GET") => {
-                Some(("NetworkInterfaces_ListVirtualMachineScaleSetNetworkInterfaces", Read))
+            (Route::ManualUpgrade { .. }, "POST") => {
+                Some(("VirtualMachineScaleSets_UpdateInstances", Write))
             }
-            (Route::VmssVmNic { .. }, "GET") => {
-                Some(("NetworkInterfaces_GetVirtualMachineScaleSetNetworkInterface", Read))
-            }
+            (Route::VmssNics { .. }, "GET") => Some((
+                "NetworkInterfaces_ListVirtualMachineScaleSetNetworkInterfaces",
+                Read,
+            )),
+            (Route::VmssVmNic { .. }, "GET") => Some((
+                "NetworkInterfaces_GetVirtualMachineScaleSetNetworkInterface",
+                Read,
+            )),
             (Route::VmList { .. }, "GET") => Some(("VirtualMachines_List", Read)),
             (Route::Vm { .. }, "GET") => Some(("VirtualMachines_Get", Read)),
             (Route::NicList { .. }, "GET") => Some(("NetworkInterfaces_List", Read)),
@@ -242,7 +287,10 @@ impl ApiFamily {
         if !well_formed(v) {
             return Err(ArmError::bad_request(
                 "InvalidApiVersionParameter",
-                format!("The api-version '{v}' is invalid. The supported versions are '{}'.", supported.join(",")),
+                format!(
+                    "The api-version '{v}' is invalid. The supported versions are '{}'.",
+                    supported.join(",")
+                ),
             ));
         }
         Err(ArmError::bad_request(
@@ -269,7 +317,13 @@ fn well_formed(v: &str) -> bool {
     let date = v.get(..10).unwrap_or_default();
     let b = date.as_bytes();
     b.len() == 10
-        && b.iter().enumerate().all(|(i, c)| if i == 4 || i == 7 { *c == b'-' } else { c.is_ascii_digit() })
+        && b.iter().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                *c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        })
         && (v.len() == 10 || v[10..].starts_with('-'))
 }
 
@@ -279,23 +333,39 @@ mod tests {
 
     #[test]
     fn paths_parse_case_insensitively() {
-        let r = Route::parse("/subscriptions/s/resourcegroups/RG/providers/microsoft.network/LOADBALANCERS/MyLb");
+        let r = Route::parse(
+            "/subscriptions/s/resourcegroups/RG/providers/microsoft.network/LOADBALANCERS/MyLb",
+        );
         assert_eq!(
             r,
             Some(Route::Lb { id: "/subscriptions/s/resourcegroups/RG/providers/microsoft.network/LOADBALANCERS/MyLb".into() })
         );
-        let r = Route::parse("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachineScaleSets/v/virtualMachines/3/networkInterfaces/nic");
+        let r = Route::parse(
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachineScaleSets/v/virtualMachines/3/networkInterfaces/nic",
+        );
         assert!(matches!(r, Some(Route::VmssVmNic { ref instance, .. }) if instance == "3"));
-        assert_eq!(Route::parse("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/x/y"), None);
+        assert_eq!(
+            Route::parse("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/x/y"),
+            None
+        );
     }
 
     #[test]
     fn api_versions_are_checked_per_family() {
         assert!(ApiFamily::Network.check(Some("2024-03-01")).is_ok());
         let code = |r: Result<(), ArmError>| r.err().map(|e| e.code);
-        assert_eq!(code(ApiFamily::Network.check(None)).as_deref(), Some("MissingApiVersionParameter"));
-        assert_eq!(code(ApiFamily::Network.check(Some("2024-07-01"))).as_deref(), Some("NoRegisteredProviderFound"));
-        assert_eq!(code(ApiFamily::Compute.check(Some("latest"))).as_deref(), Some("InvalidApiVersionParameter"));
+        assert_eq!(
+            code(ApiFamily::Network.check(None)).as_deref(),
+            Some("MissingApiVersionParameter")
+        );
+        assert_eq!(
+            code(ApiFamily::Network.check(Some("2024-07-01"))).as_deref(),
+            Some("NoRegisteredProviderFound")
+        );
+        assert_eq!(
+            code(ApiFamily::Compute.check(Some("latest"))).as_deref(),
+            Some("InvalidApiVersionParameter")
+        );
         assert!(ApiFamily::VmssNetwork.check(Some("2018-10-01")).is_ok());
     }
 }

@@ -26,7 +26,11 @@ pub fn lb_child_exists(state: &State, child_id: &str) -> bool {
     state.lbs.get(&lb).is_some_and(|entry| {
         arr_at(&entry.body, &["properties", collection])
             .iter()
-            .any(|c| c.get("name").and_then(Value::as_str).is_some_and(|n| n.eq_ignore_ascii_case(&name)))
+            .any(|c| {
+                c.get("name")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| n.eq_ignore_ascii_case(&name))
+            })
     })
 }
 
@@ -48,15 +52,15 @@ pub fn check_references(state: &State, ipcs: &[IpConfigRef]) -> Result<(), ArmEr
         if let Some(r) = ipc.lb_refs().find(|r| !lb_child_exists(state, r)) {
             return Err(ArmError::invalid_reference(r, &ipc.id));
         }
-        if let Some(p) = &ipc.public_ip {
-            if !state.pips.contains_key(&key(p)) {
-                return Err(ArmError::invalid_reference(p, &ipc.id));
-            }
+        if let Some(p) = &ipc.public_ip
+            && !state.pips.contains_key(&key(p))
+        {
+            return Err(ArmError::invalid_reference(p, &ipc.id));
         }
-        if let Some(p) = &ipc.public_prefix {
-            if !state.prefixes.contains_key(&key(p)) {
-                return Err(ArmError::invalid_reference(p, &ipc.id));
-            }
+        if let Some(p) = &ipc.public_prefix
+            && !state.prefixes.contains_key(&key(p))
+        {
+            return Err(ArmError::invalid_reference(p, &ipc.id));
         }
     }
     Ok(())
@@ -64,14 +68,25 @@ pub fn check_references(state: &State, ipcs: &[IpConfigRef]) -> Result<(), ArmEr
 
 /// A public IP belongs to at most one ipConfig: refuses `ipcs` (the new ipConfigs of `holder`)
 /// when one names a public IP that another ipConfig (elsewhere, or twice here) already uses.
-pub fn check_public_ip_single_use(state: &State, holder: &Holder, ipcs: &[IpConfigRef]) -> Result<(), ArmError> {
-    let others: Vec<IpConfigRef> = refs::all(state).into_iter().filter(|r| &r.holder != holder).collect();
+pub fn check_public_ip_single_use(
+    state: &State,
+    holder: &Holder,
+    ipcs: &[IpConfigRef],
+) -> Result<(), ArmError> {
+    let others: Vec<IpConfigRef> = refs::all(state)
+        .into_iter()
+        .filter(|r| &r.holder != holder)
+        .collect();
     for (i, ipc) in ipcs.iter().enumerate() {
         let Some(p) = ipc.public_ip.as_deref().map(key) else {
             continue;
         };
-        let twice = ipcs[..i].iter().find(|o| o.public_ip.as_deref().map(key).as_deref() == Some(p.as_str()));
-        let elsewhere = others.iter().find(|o| o.public_ip.as_deref().map(key).as_deref() == Some(p.as_str()));
+        let twice = ipcs[..i]
+            .iter()
+            .find(|o| o.public_ip.as_deref().map(key).as_deref() == Some(p.as_str()));
+        let elsewhere = others
+            .iter()
+            .find(|o| o.public_ip.as_deref().map(key).as_deref() == Some(p.as_str()));
         let lb_frontend = crate::providers::pip::attached_to(state, &p)
             .into_iter()
             .find(|id| key(id).contains("/providers/microsoft.network/loadbalancers/"));

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::alloc::{Allocator, assign_private};
 use crate::error::FakeArmError;
@@ -174,21 +174,34 @@ fn subnet_id(sub: &str, rg: &str, subnet: &str) -> String {
         return subnet.to_owned();
     }
     let (vnet, name) = subnet.split_once('/').unwrap_or((subnet, ""));
-    child_id(&resource_id(sub, rg, "Microsoft.Network", "virtualNetworks", vnet), "subnets", name)
+    child_id(
+        &resource_id(sub, rg, "Microsoft.Network", "virtualNetworks", vnet),
+        "subnets",
+        name,
+    )
 }
 
 fn add_rg(state: &mut State, sub: &str, rg: &str) -> Result<(), FakeArmError> {
     if rg.is_empty() || rg.contains('/') {
         return Err(refuse(format!("resource group name {rg:?} is not valid")));
     }
-    state.resource_groups.insert(key(&format!("/subscriptions/{sub}/resourceGroups/{rg}")));
+    state
+        .resource_groups
+        .insert(key(&format!("/subscriptions/{sub}/resourceGroups/{rg}")));
     Ok(())
 }
 
 /// Applies a seed. It is checked as it goes; on error, what was seeded before the faulty item
 /// stays (a seed is a test fixture, and the error names the item to fix).
-pub fn apply(state: &mut State, default_sub: &str, seed: &Seed) -> Result<SeedReport, FakeArmError> {
-    let sub = seed.subscription.clone().unwrap_or_else(|| default_sub.to_owned());
+pub fn apply(
+    state: &mut State,
+    default_sub: &str,
+    seed: &Seed,
+) -> Result<SeedReport, FakeArmError> {
+    let sub = seed
+        .subscription
+        .clone()
+        .unwrap_or_else(|| default_sub.to_owned());
     let mut report = SeedReport::default();
     for rg in &seed.resource_groups {
         add_rg(state, &sub, rg)?;
@@ -210,20 +223,37 @@ pub fn apply(state: &mut State, default_sub: &str, seed: &Seed) -> Result<SeedRe
 
 fn vnet(state: &mut State, sub: &str, v: &VnetSeed) -> Result<Vec<String>, FakeArmError> {
     add_rg(state, sub, &v.resource_group)?;
-    let id = resource_id(sub, &v.resource_group, "Microsoft.Network", "virtualNetworks", &v.name);
+    let id = resource_id(
+        sub,
+        &v.resource_group,
+        "Microsoft.Network",
+        "virtualNetworks",
+        &v.name,
+    );
     if state.vnets.contains_key(&key(&id)) {
         return Err(refuse(format!("virtual network {id} exists already")));
     }
     for cidr in &v.address_space {
-        cidr.parse::<ipnet::Ipv4Net>().map_err(|_| refuse(format!("address space {cidr:?} of {id} is not an IPv4 CIDR")))?;
+        cidr.parse::<ipnet::Ipv4Net>().map_err(|_| {
+            refuse(format!(
+                "address space {cidr:?} of {id} is not an IPv4 CIDR"
+            ))
+        })?;
     }
     let mut subnets = Vec::new();
     let mut ids = Vec::new();
     for s in &v.subnets {
-        let net: ipnet::Ipv4Net =
-            s.address_prefix.parse().map_err(|_| refuse(format!("subnet {} of {id}: {:?} is not an IPv4 CIDR", s.name, s.address_prefix)))?;
+        let net: ipnet::Ipv4Net = s.address_prefix.parse().map_err(|_| {
+            refuse(format!(
+                "subnet {} of {id}: {:?} is not an IPv4 CIDR",
+                s.name, s.address_prefix
+            ))
+        })?;
         if net.prefix_len() > 29 {
-            return Err(refuse(format!("subnet {} of {id}: Azure subnets are /29 or larger", s.name)));
+            return Err(refuse(format!(
+                "subnet {} of {id}: Azure subnets are /29 or larger",
+                s.name
+            )));
         }
         let sid = child_id(&id, "subnets", &s.name);
         subnets.push(json!({
@@ -254,14 +284,25 @@ fn vnet(state: &mut State, sub: &str, v: &VnetSeed) -> Result<Vec<String>, FakeA
 
 fn prefix(state: &mut State, sub: &str, p: &PrefixSeed) -> Result<SeededPrefix, FakeArmError> {
     add_rg(state, sub, &p.resource_group)?;
-    let id = resource_id(sub, &p.resource_group, "Microsoft.Network", "publicIPPrefixes", &p.name);
+    let id = resource_id(
+        sub,
+        &p.resource_group,
+        "Microsoft.Network",
+        "publicIPPrefixes",
+        &p.name,
+    );
     if state.prefixes.contains_key(&key(&id)) {
         return Err(refuse(format!("public IP prefix {id} exists already")));
     }
     if !(24..=31).contains(&p.prefix_length) {
-        return Err(refuse(format!("prefix length {} of {id} is not in 24..=31", p.prefix_length)));
+        return Err(refuse(format!(
+            "prefix length {} of {id} is not in 24..=31",
+            p.prefix_length
+        )));
     }
-    let net = Allocator::from_state(state).prefix_block(p.prefix_length).map_err(|e| refuse(e.message))?;
+    let net = Allocator::from_state(state)
+        .prefix_block(p.prefix_length)
+        .map_err(|e| refuse(e.message))?;
     let body = json!({
         "name": p.name,
         "id": id,
@@ -277,25 +318,37 @@ fn prefix(state: &mut State, sub: &str, p: &PrefixSeed) -> Result<SeededPrefix, 
         }
     });
     let etag = state.next_etag(Provider::Network);
-    state.prefixes.insert(key(&id), Entry::new(body, etag, true));
-    Ok(SeededPrefix { id, ip_prefix: net.to_string() })
+    state
+        .prefixes
+        .insert(key(&id), Entry::new(body, etag, true));
+    Ok(SeededPrefix {
+        id,
+        ip_prefix: net.to_string(),
+    })
 }
 
-fn vmss_pool(state: &mut State, sub: &str, p: &VmssPoolSeed) -> Result<SeededVmss, FakeArmError> {
-    add_rg(state, sub, &p.resource_group)?;
-    let id = resource_id(sub, &p.resource_group, "Microsoft.Compute", "virtualMachineScaleSets", &p.name);
-    let k = key(&id);
-    if state.vmss.contains_key(&k) {
-        return Err(refuse(format!("scale set {id} exists already")));
-    }
-    let subnet = subnet_id(sub, &p.resource_group, &p.subnet);
-    if crate::providers::vnet::find_subnet(state, &subnet).is_none() {
-        return Err(refuse(format!("subnet {subnet} of scale set {id} is not seeded")));
-    }
+/// The model of a seeded scale set, shaped as AKS writes one (user-assigned identity,
+/// extensions, empty lists), so clients meet the awkward parts of real bodies.
+fn vmss_model(
+    state: &mut State,
+    sub: &str,
+    p: &VmssPoolSeed,
+    id: &str,
+    subnet: &str,
+) -> (Value, String) {
     let unique_id = p.unique_id.clone().unwrap_or_else(|| state.next_guid());
     let nic = p.nic_config_name.clone().unwrap_or_else(|| p.name.clone());
-    let ipc = p.ip_config_name.clone().unwrap_or_else(|| "ipconfig1".to_owned());
-    let identity_id = resource_id(sub, &p.resource_group, "Microsoft.ManagedIdentity", "userAssignedIdentities", &format!("{}-agentpool", p.name));
+    let ipc = p
+        .ip_config_name
+        .clone()
+        .unwrap_or_else(|| "ipconfig1".to_owned());
+    let identity_id = resource_id(
+        sub,
+        &p.resource_group,
+        "Microsoft.ManagedIdentity",
+        "userAssignedIdentities",
+        &format!("{}-agentpool", p.name),
+    );
     let (principal, client) = (state.next_guid(), state.next_guid());
     let body = json!({
         "name": p.name,
@@ -355,23 +408,60 @@ fn vmss_pool(state: &mut State, sub: &str, p: &VmssPoolSeed) -> Result<SeededVms
             },
         }
     });
+    (body, unique_id)
+}
+
+fn vmss_pool(state: &mut State, sub: &str, p: &VmssPoolSeed) -> Result<SeededVmss, FakeArmError> {
+    add_rg(state, sub, &p.resource_group)?;
+    let id = resource_id(
+        sub,
+        &p.resource_group,
+        "Microsoft.Compute",
+        "virtualMachineScaleSets",
+        &p.name,
+    );
+    let k = key(&id);
+    if state.vmss.contains_key(&k) {
+        return Err(refuse(format!("scale set {id} exists already")));
+    }
+    let subnet = subnet_id(sub, &p.resource_group, &p.subnet);
+    if crate::providers::vnet::find_subnet(state, &subnet).is_none() {
+        return Err(refuse(format!(
+            "subnet {subnet} of scale set {id} is not seeded"
+        )));
+    }
+    let (body, unique_id) = vmss_model(state, sub, p, &id, &subnet);
     let mut alloc = Allocator::from_state(state);
     let configs = refs::model_nic_configs(&body).to_vec();
     let mut instances = BTreeMap::new();
     for i in 0..p.instances {
         let ib = new_instance_body(state, &body, i);
-        let r = realize(state, &mut alloc, &id, i, &configs, None).map_err(|e| refuse(e.message))?;
+        let r =
+            realize(state, &mut alloc, &id, i, &configs, None).map_err(|e| refuse(e.message))?;
         let etag = state.next_etag(Provider::Compute);
         for ipc in refs::of_instance(&k, &id, i, &ib) {
             state.seeded_ip_configs.insert(key(&ipc.id));
         }
-        instances.insert(i, Instance { entry: Entry::new(ib, etag, true), nics: r.nics, public_ips: r.public_ips });
+        instances.insert(
+            i,
+            Instance {
+                entry: Entry::new(ib, etag, true),
+                nics: r.nics,
+                public_ips: r.public_ips,
+            },
+        );
     }
     for ipc in refs::of_model(&k, &id, &body) {
         state.seeded_ip_configs.insert(key(&ipc.id));
     }
     let etag = state.next_etag(Provider::Compute);
-    state.vmss.insert(k, Vmss { entry: Entry::new(body, etag, true), instances });
+    state.vmss.insert(
+        k,
+        Vmss {
+            entry: Entry::new(body, etag, true),
+            instances,
+        },
+    );
     Ok(SeededVmss { id, unique_id })
 }
 
@@ -379,7 +469,10 @@ fn vm_pool(state: &mut State, sub: &str, p: &VmPoolSeed) -> Result<SeededVmPool,
     add_rg(state, sub, &p.resource_group)?;
     let subnet = subnet_id(sub, &p.resource_group, &p.subnet);
     if crate::providers::vnet::find_subnet(state, &subnet).is_none() {
-        return Err(refuse(format!("subnet {subnet} of VM pool {} is not seeded", p.pool)));
+        return Err(refuse(format!(
+            "subnet {subnet} of VM pool {} is not seeded",
+            p.pool
+        )));
     }
     let mut tags: BTreeMap<String, String> = p.tags.clone();
     tags.insert("aks-managed-poolName".into(), p.pool.clone());
@@ -389,10 +482,24 @@ fn vm_pool(state: &mut State, sub: &str, p: &VmPoolSeed) -> Result<SeededVmPool,
     let mut out = SeededVmPool::default();
     for i in 0..p.vms {
         let vm_name = format!("aks-{}-{i}", p.pool);
-        let vm_id = resource_id(sub, &p.resource_group, "Microsoft.Compute", "virtualMachines", &vm_name);
-        let nic_id = resource_id(sub, &p.resource_group, "Microsoft.Network", "networkInterfaces", &format!("{vm_name}-nic"));
+        let vm_id = resource_id(
+            sub,
+            &p.resource_group,
+            "Microsoft.Compute",
+            "virtualMachines",
+            &vm_name,
+        );
+        let nic_id = resource_id(
+            sub,
+            &p.resource_group,
+            "Microsoft.Network",
+            "networkInterfaces",
+            &format!("{vm_name}-nic"),
+        );
         if state.vms.contains_key(&key(&vm_id)) || state.nics.contains_key(&key(&nic_id)) {
-            return Err(refuse(format!("virtual machine {vm_id} or its NIC exists already")));
+            return Err(refuse(format!(
+                "virtual machine {vm_id} or its NIC exists already"
+            )));
         }
         let ipc_id = child_id(&nic_id, "ipConfigurations", "ipconfig1");
         let mut ipc = json!({
@@ -401,7 +508,8 @@ fn vm_pool(state: &mut State, sub: &str, p: &VmPoolSeed) -> Result<SeededVmPool,
             "type": "Microsoft.Network/networkInterfaces/ipConfigurations",
             "properties": {"primary": true, "subnet": {"id": subnet}, "privateIPAllocationMethod": "Dynamic"}
         });
-        assign_private(state, &mut alloc, &mut ipc, None, &ipc_id).map_err(|e| refuse(e.message))?;
+        assign_private(state, &mut alloc, &mut ipc, None, &ipc_id)
+            .map_err(|e| refuse(e.message))?;
         let g = state.next_guid().replace('-', "").to_ascii_uppercase();
         let nic = json!({
             "name": format!("{vm_name}-nic"),
@@ -446,5 +554,8 @@ fn vm_pool(state: &mut State, sub: &str, p: &VmPoolSeed) -> Result<SeededVmPool,
 
 /// The seed JSON of a file or admin body.
 pub fn parse(json: &[u8]) -> Result<Seed, FakeArmError> {
-    serde_json::from_slice(json).map_err(|source| FakeArmError::Json { what: "seed", source })
+    serde_json::from_slice(json).map_err(|source| FakeArmError::Json {
+        what: "seed",
+        source,
+    })
 }

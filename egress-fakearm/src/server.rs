@@ -62,13 +62,30 @@ pub struct FakeArm {
 impl FakeArm {
     /// Binds and starts serving on the current tokio runtime.
     pub async fn start(options: FakeArmOptions) -> Result<FakeArm, FakeArmError> {
-        let listener = TcpListener::bind(options.listen)
-            .await
-            .map_err(|source| FakeArmError::Bind { addr: options.listen, source })?;
+        let listener =
+            TcpListener::bind(options.listen)
+                .await
+                .map_err(|source| FakeArmError::Bind {
+                    addr: options.listen,
+                    source,
+                })?;
         let addr = listener.local_addr().map_err(FakeArmError::LocalAddr)?;
-        let shared: Shared = Arc::new(Mutex::new(State::new(options.location.clone(), options.latency)));
-        let task = tokio::spawn(serve(listener, shared.clone(), options.subscription.clone(), addr));
-        Ok(FakeArm { shared, addr, subscription: options.subscription, task })
+        let shared: Shared = Arc::new(Mutex::new(State::new(
+            options.location.clone(),
+            options.latency,
+        )));
+        let task = tokio::spawn(serve(
+            listener,
+            shared.clone(),
+            options.subscription.clone(),
+            addr,
+        ));
+        Ok(FakeArm {
+            shared,
+            addr,
+            subscription: options.subscription,
+            task,
+        })
     }
 
     /// `http://127.0.0.1:PORT`, the Resource Manager endpoint to give a client.
@@ -93,7 +110,13 @@ impl FakeArm {
     }
 
     /// Seeds a virtual network with `(name, cidr)` subnets; returns the subnet ids.
-    pub fn seed_vnet(&self, resource_group: &str, name: &str, address_space: &str, subnets: &[(&str, &str)]) -> Result<Vec<String>, FakeArmError> {
+    pub fn seed_vnet(
+        &self,
+        resource_group: &str,
+        name: &str,
+        address_space: &str,
+        subnets: &[(&str, &str)],
+    ) -> Result<Vec<String>, FakeArmError> {
         let report = self.seed(&Seed {
             virtual_networks: vec![seed::VnetSeed {
                 resource_group: resource_group.to_owned(),
@@ -101,7 +124,10 @@ impl FakeArm {
                 address_space: vec![address_space.to_owned()],
                 subnets: subnets
                     .iter()
-                    .map(|(n, p)| seed::SubnetSeed { name: (*n).to_owned(), address_prefix: (*p).to_owned() })
+                    .map(|(n, p)| seed::SubnetSeed {
+                        name: (*n).to_owned(),
+                        address_prefix: (*p).to_owned(),
+                    })
                     .collect(),
             }],
             ..Seed::default()
@@ -110,24 +136,54 @@ impl FakeArm {
     }
 
     /// Seeds a VMSS gateway pool; returns its id and `uniqueId`.
-    pub fn seed_vmss_pool(&self, pool: seed::VmssPoolSeed) -> Result<seed::SeededVmss, FakeArmError> {
-        let report = self.seed(&Seed { vmss_pools: vec![pool], ..Seed::default() })?;
-        report.vmss_pools.into_iter().next().ok_or_else(|| FakeArmError::Seed("no scale set was seeded".into()))
+    pub fn seed_vmss_pool(
+        &self,
+        pool: seed::VmssPoolSeed,
+    ) -> Result<seed::SeededVmss, FakeArmError> {
+        let report = self.seed(&Seed {
+            vmss_pools: vec![pool],
+            ..Seed::default()
+        })?;
+        report
+            .vmss_pools
+            .into_iter()
+            .next()
+            .ok_or_else(|| FakeArmError::Seed("no scale set was seeded".into()))
     }
 
     /// Seeds a virtual-machine pool; returns its VMs and NICs.
     pub fn seed_vm_pool(&self, pool: seed::VmPoolSeed) -> Result<seed::SeededVmPool, FakeArmError> {
-        let report = self.seed(&Seed { vm_pools: vec![pool], ..Seed::default() })?;
-        report.vm_pools.into_iter().next().ok_or_else(|| FakeArmError::Seed("no VM pool was seeded".into()))
+        let report = self.seed(&Seed {
+            vm_pools: vec![pool],
+            ..Seed::default()
+        })?;
+        report
+            .vm_pools
+            .into_iter()
+            .next()
+            .ok_or_else(|| FakeArmError::Seed("no VM pool was seeded".into()))
     }
 
     /// Seeds a BYO public IP prefix of length `len`; returns its id and CIDR.
-    pub fn seed_prefix(&self, resource_group: &str, name: &str, len: u8) -> Result<seed::SeededPrefix, FakeArmError> {
+    pub fn seed_prefix(
+        &self,
+        resource_group: &str,
+        name: &str,
+        len: u8,
+    ) -> Result<seed::SeededPrefix, FakeArmError> {
         let report = self.seed(&Seed {
-            public_ip_prefixes: vec![seed::PrefixSeed { resource_group: resource_group.to_owned(), name: name.to_owned(), prefix_length: len }],
+            public_ip_prefixes: vec![seed::PrefixSeed {
+                resource_group: resource_group.to_owned(),
+                name: name.to_owned(),
+                prefix_length: len,
+            }],
             ..Seed::default()
         })?;
-        report.public_ip_prefixes.into_iter().next().ok_or_else(|| FakeArmError::Seed("no prefix was seeded".into()))
+        report
+            .public_ip_prefixes
+            .into_iter()
+            .next()
+            .ok_or_else(|| FakeArmError::Seed("no prefix was seeded".into()))
     }
 
     /// The whole state, as `GET /_admin/state` answers it.
@@ -186,7 +242,11 @@ impl FakeArm {
     /// True while some operation has not settled.
     pub fn operations_in_progress(&self) -> usize {
         let now = Instant::now();
-        lock(&self.shared).operations.values().filter(|o| !o.settled && o.until > now).count()
+        lock(&self.shared)
+            .operations
+            .values()
+            .filter(|o| !o.settled && o.until > now)
+            .count()
     }
 }
 
@@ -221,16 +281,31 @@ async fn serve(listener: TcpListener, shared: Shared, subscription: String, addr
     }
 }
 
-async fn answer(shared: &Shared, subscription: &str, addr: SocketAddr, request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn answer(
+    shared: &Shared,
+    subscription: &str,
+    addr: SocketAddr,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
     let body = match body.collect().await {
         Ok(b) => b.to_bytes().to_vec(),
         Err(e) => {
-            let reply = Reply { status: 400, headers: Vec::new(), body: Some(serde_json::json!({"error": {"code": "InvalidRequestFormat", "message": format!("The request body could not be read: {e}.")}})) };
+            let reply = Reply {
+                status: 400,
+                headers: Vec::new(),
+                body: Some(
+                    serde_json::json!({"error": {"code": "InvalidRequestFormat", "message": format!("The request body could not be read: {e}.")}}),
+                ),
+            };
             return to_response(reply);
         }
     };
-    let host = parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).map_or_else(|| addr.to_string(), str::to_owned);
+    let host = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map_or_else(|| addr.to_string(), str::to_owned);
     let query: BTreeMap<String, String> = parts
         .uri
         .query()
@@ -243,7 +318,14 @@ async fn answer(shared: &Shared, subscription: &str, addr: SocketAddr, request: 
                 .collect()
         })
         .unwrap_or_default();
-    let req = Req { method: parts.method, path: parts.uri.path().to_owned(), query, headers: parts.headers, body, base_url: format!("http://{host}") };
+    let req = Req {
+        method: parts.method,
+        path: parts.uri.path().to_owned(),
+        query,
+        headers: parts.headers,
+        body,
+        base_url: format!("http://{host}"),
+    };
     let reply = if req.path == "/_admin" || req.path.starts_with("/_admin/") {
         crate::admin::handle(shared, subscription, &req)
     } else {
@@ -260,7 +342,10 @@ fn decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' => match s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            b'%' => match s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
                 Some(b) => {
                     out.push(b);
                     i += 2;
@@ -277,18 +362,23 @@ fn decode(s: &str) -> String {
 fn to_response(reply: Reply) -> Response<Full<Bytes>> {
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut builder = Response::builder().status(status);
-    for (k, v) in &reply.headers {
-        builder = builder.header(k.as_str(), v.as_str());
+    for (k, v) in reply.headers {
+        builder = builder.header(k, v);
     }
-    let body = match &reply.body {
+    let body = match reply.body {
         Some(v) => {
-            builder = builder.header(http::header::CONTENT_TYPE, "application/json; charset=utf-8");
-            Bytes::from(serde_json::to_vec(v).unwrap_or_default())
+            builder = builder.header(
+                http::header::CONTENT_TYPE,
+                "application/json; charset=utf-8",
+            );
+            Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
         }
         None => Bytes::new(),
     };
     builder.body(Full::new(body)).unwrap_or_else(|_| {
-        let mut r = Response::new(Full::new(Bytes::from_static(b"{\"error\":{\"code\":\"InternalServerError\",\"message\":\"bad header\"}}")));
+        let mut r = Response::new(Full::new(Bytes::from_static(
+            b"{\"error\":{\"code\":\"InternalServerError\",\"message\":\"bad header\"}}",
+        )));
         *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
         r
     })

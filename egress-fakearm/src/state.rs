@@ -52,7 +52,7 @@ pub enum Provisioning {
 pub struct Entry {
     /// The body, keeping every field a client sent that the fake does not model.
     pub body: Value,
-    /// The current ETag (changes on every write).
+    /// The current `ETag` (changes on every write).
     pub etag: String,
     /// Life-cycle state.
     pub provisioning: Provisioning,
@@ -77,7 +77,9 @@ impl Entry {
             Provisioning::Succeeded => "Succeeded",
             Provisioning::Failed => "Failed",
             Provisioning::Busy { deleting: true, .. } => "Deleting",
-            Provisioning::Busy { deleting: false, .. } => "Updating",
+            Provisioning::Busy {
+                deleting: false, ..
+            } => "Updating",
         }
     }
 
@@ -205,7 +207,7 @@ pub struct State {
     pub counts: Counts,
     /// ipConfigs made by seeds (keys of their ids), so leftovers can tell them from ours.
     pub seeded_ip_configs: BTreeSet<String>,
-    /// A counter feeding ETags, GUIDs and operation ids.
+    /// A counter feeding `ETags`, GUIDs and operation ids.
     pub seq: u64,
     /// When the fake started (request log times are relative to it).
     pub started: Instant,
@@ -250,7 +252,7 @@ impl State {
         )
     }
 
-    /// A fresh ETag in the provider's style: network resources use weak GUID tags
+    /// A fresh `ETag` in the provider's style: network resources use weak GUID tags
     /// (`W/"…"`), compute resources quoted counters (`"7"`), as in Azure's examples.
     pub fn next_etag(&mut self, provider: Provider) -> String {
         match provider {

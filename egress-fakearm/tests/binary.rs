@@ -19,7 +19,14 @@ impl Drop for Running {
 async fn the_binary_prints_its_url_and_serves_its_seed() {
     let seed = concat!(env!("CARGO_MANIFEST_DIR"), "/seed.example.json");
     let child = Command::new(env!("CARGO_BIN_EXE_fake-arm"))
-        .args(["--listen", "127.0.0.1:0", "--latency", "200ms", "--seed", seed])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--latency",
+            "200ms",
+            "--seed",
+            seed,
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -36,7 +43,10 @@ async fn the_binary_prints_its_url_and_serves_its_seed() {
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     let addr: std::net::SocketAddr = url.trim_start_matches("http://").parse().unwrap();
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
     tokio::spawn(conn);
     let req = http::Request::get(format!("{url}/_admin/state"))
         .header("host", addr.to_string())
@@ -44,8 +54,14 @@ async fn the_binary_prints_its_url_and_serves_its_seed() {
         .unwrap();
     let resp = sender.send_request(req).await.unwrap();
     assert_eq!(resp.status(), 200);
-    let body = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
     let state: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(state["latencyMs"], 200);
-    assert_eq!(state["virtualMachineScaleSets"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        state["virtualMachineScaleSets"].as_array().unwrap().len(),
+        1
+    );
 }

@@ -33,10 +33,18 @@ struct Args {
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let bad = || format!("{s:?} is not a duration like 2s or 500ms");
     if let Some(ms) = s.strip_suffix("ms") {
-        return ms.trim().parse::<u64>().map(Duration::from_millis).map_err(|_| bad());
+        return ms
+            .trim()
+            .parse::<u64>()
+            .map(Duration::from_millis)
+            .map_err(|_| bad());
     }
     let secs = s.strip_suffix('s').unwrap_or(s).trim();
-    secs.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0).map(Duration::from_secs_f64).ok_or_else(bad)
+    secs.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(bad)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -45,7 +53,9 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .init();
     let args = Args::parse();
     let arm = FakeArm::start(FakeArmOptions {
@@ -56,15 +66,27 @@ async fn main() -> anyhow::Result<()> {
     })
     .await?;
     if let Some(path) = &args.seed {
-        let text = std::fs::read(path).with_context(|| format!("reading seed file {}", path.display()))?;
-        let seed = egress_fakearm::seed::parse(&text).with_context(|| format!("seed file {}", path.display()))?;
-        let report = arm.seed(&seed).with_context(|| format!("applying seed file {}", path.display()))?;
-        tracing::info!(subnets = report.subnets.len(), scale_sets = report.vmss_pools.len(), vm_pools = report.vm_pools.len(), prefixes = report.public_ip_prefixes.len(), "seeded");
+        let text =
+            std::fs::read(path).with_context(|| format!("reading seed file {}", path.display()))?;
+        let seed = egress_fakearm::seed::parse(&text)
+            .with_context(|| format!("seed file {}", path.display()))?;
+        let report = arm
+            .seed(&seed)
+            .with_context(|| format!("applying seed file {}", path.display()))?;
+        tracing::info!(
+            subnets = report.subnets.len(),
+            scale_sets = report.vmss_pools.len(),
+            vm_pools = report.vm_pools.len(),
+            prefixes = report.public_ip_prefixes.len(),
+            "seeded"
+        );
     }
     #[allow(clippy::print_stdout)] // The base URL on stdout is this binary's interface.
     {
         println!("{}", arm.base_url());
     }
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     Ok(())
 }

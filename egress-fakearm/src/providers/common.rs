@@ -28,14 +28,22 @@ pub fn require_rg(state: &State, id: &str) -> Result<(), ArmError> {
         return Ok(());
     }
     let name = id.split('/').nth(4).unwrap_or_default();
-    Err(ArmError::new(404, "ResourceGroupNotFound", format!("Resource group '{name}' could not be found.")))
+    Err(ArmError::new(
+        404,
+        "ResourceGroupNotFound",
+        format!("Resource group '{name}' could not be found."),
+    ))
 }
 
-/// The stored body with its ETag and provisioning state filled in.
+/// The stored body with its `ETag` and provisioning state filled in.
 pub fn decorate(entry: &Entry) -> Value {
     let mut body = entry.body.clone();
     set_at(&mut body, &["etag"], json!(entry.etag));
-    set_at(&mut body, &["properties", "provisioningState"], json!(entry.provisioning_state()));
+    set_at(
+        &mut body,
+        &["properties", "provisioningState"],
+        json!(entry.provisioning_state()),
+    );
     body
 }
 
@@ -49,9 +57,20 @@ pub fn strip_top_read_only(body: &mut Value) {
 
 /// Sets `id`, `name` and `type`, and checks `location`: required on create, unchangeable on
 /// update (Azure's `LocationRequired` and `InvalidResourceLocation`).
-pub fn identity(body: &mut Value, id: &str, type_name: &str, existing: Option<&Value>) -> Result<(), ArmError> {
-    let given = body.get("location").and_then(Value::as_str).map(str::to_owned);
-    let old = existing.and_then(|e| e.get("location")).and_then(Value::as_str).map(str::to_owned);
+pub fn identity(
+    body: &mut Value,
+    id: &str,
+    type_name: &str,
+    existing: Option<&Value>,
+) -> Result<(), ArmError> {
+    let given = body
+        .get("location")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let old = existing
+        .and_then(|e| e.get("location"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     let location = match (given, old) {
         (None, None) => {
             return Err(ArmError::bad_request(
@@ -62,7 +81,9 @@ pub fn identity(body: &mut Value, id: &str, type_name: &str, existing: Option<&V
         (Some(g), Some(o)) if norm_location(&g) != norm_location(&o) => {
             return Err(ArmError::bad_request(
                 "InvalidResourceLocation",
-                format!("The resource {id} already exists in location '{o}'; it cannot be moved to '{g}'."),
+                format!(
+                    "The resource {id} already exists in location '{o}'; it cannot be moved to '{g}'."
+                ),
             ));
         }
         (Some(g), _) => g,
@@ -76,34 +97,81 @@ pub fn identity(body: &mut Value, id: &str, type_name: &str, existing: Option<&V
 }
 
 fn norm_location(l: &str) -> String {
-    l.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_ascii_lowercase()
+    l.chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_ascii_lowercase()
 }
 
 /// Stores a top-level resource written by a PUT and starts its operation; answers 201 for a
 /// create and 200 for an update (Azure's network and compute providers both do), with the
 /// long-running headers and the body reading `Updating`.
-pub fn commit(state: &mut State, ctx: &WriteCtx<'_>, kind: Kind, provider: Provider, id: &str, body: Value) -> Reply {
+pub fn commit(
+    state: &mut State,
+    ctx: &WriteCtx<'_>,
+    kind: Kind,
+    provider: Provider,
+    id: &str,
+    body: Value,
+) -> Reply {
     let k = key(id);
     let etag = state.next_etag(provider);
     let existing = state.map_mut(kind).get(&k).map(|e| e.seeded);
     let created = existing.is_none();
-    state.map_mut(kind).insert(k.clone(), Entry::new(body, etag, existing.unwrap_or(false)));
-    let op = lro::start(state, provider, ctx.operation, &ctx.req.path, vec![Target::Resource(kind, k.clone())], false, &ctx.shape);
+    state
+        .map_mut(kind)
+        .insert(k.clone(), Entry::new(body, etag, existing.unwrap_or(false)));
+    let op = lro::start(
+        state,
+        provider,
+        ctx.operation,
+        &ctx.req.path,
+        vec![Target::Resource(kind, k.clone())],
+        false,
+        &ctx.shape,
+    );
     let view = crate::view::of(state, kind, &k).unwrap_or(Value::Null);
-    accepted(state, ctx.req, &op, if created { 201 } else { 200 }, Some(view))
+    accepted(
+        state,
+        ctx.req,
+        &op,
+        if created { 201 } else { 200 },
+        Some(view),
+    )
 }
 
 /// Starts the DELETE of a top-level resource: 202 with the long-running headers; the
 /// resource reads `Deleting` and disappears when the operation settles.
-pub fn delete(state: &mut State, ctx: &WriteCtx<'_>, kind: Kind, provider: Provider, id: &str) -> Reply {
-    let op = lro::start(state, provider, ctx.operation, &ctx.req.path, vec![Target::Resource(kind, key(id))], true, &ctx.shape);
+pub fn delete(
+    state: &mut State,
+    ctx: &WriteCtx<'_>,
+    kind: Kind,
+    provider: Provider,
+    id: &str,
+) -> Reply {
+    let op = lro::start(
+        state,
+        provider,
+        ctx.operation,
+        &ctx.req.path,
+        vec![Target::Resource(kind, key(id))],
+        true,
+        &ctx.shape,
+    );
     accepted(state, ctx.req, &op, 202, None)
 }
 
 /// An accepted long-running write.
 pub fn accepted(state: &State, req: &Req, op: &str, status: u16, body: Option<Value>) -> Reply {
-    let etag = body.as_ref().and_then(|b| str_at(b, &["etag"])).map(str::to_owned);
-    let mut reply = Reply { status, headers: lro::headers(state, req, op), body };
+    let etag = body
+        .as_ref()
+        .and_then(|b| str_at(b, &["etag"]))
+        .map(str::to_owned);
+    let mut reply = Reply {
+        status,
+        headers: lro::headers(state, req, op),
+        body,
+    };
     if let Some(e) = etag {
         reply.headers.push(("ETag".into(), e));
     }
@@ -121,7 +189,10 @@ pub fn got(view: Value) -> Reply {
 }
 
 /// Entries of a map that live in a resource group scope (`/subscriptions/s/resourceGroups/rg`).
-pub fn in_scope<'a>(map: &'a std::collections::BTreeMap<String, Entry>, scope: &str) -> impl Iterator<Item = (&'a String, &'a Entry)> {
+pub fn in_scope<'a>(
+    map: &'a std::collections::BTreeMap<String, Entry>,
+    scope: &str,
+) -> impl Iterator<Item = (&'a String, &'a Entry)> {
     let prefix = format!("{}/", key(scope));
     map.iter().filter(move |(k, _)| k.starts_with(&prefix))
 }
@@ -135,8 +206,14 @@ pub fn list_scope(state: &State, scope: &str) -> Result<(), ArmError> {
 pub fn unique_names(items: &[Value], collection: &str, owner: &str) -> Result<(), ArmError> {
     let mut seen = std::collections::BTreeSet::new();
     for item in items {
-        let Some(name) = item.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()) else {
-            return Err(ArmError::invalid_body(format!("An item of {collection} of {owner} has no name.")));
+        let Some(name) = item
+            .get("name")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+        else {
+            return Err(ArmError::invalid_body(format!(
+                "An item of {collection} of {owner} has no name."
+            )));
         };
         if !seen.insert(name.to_ascii_lowercase()) {
             return Err(ArmError::bad_request(
@@ -149,7 +226,12 @@ pub fn unique_names(items: &[Value], collection: &str, owner: &str) -> Result<()
 }
 
 /// Starts a write or delete only when the preconditions hold and nothing runs on the resource.
-pub fn preflight(state: &State, req: &Req, id: &str, existing: Option<&Entry>) -> Result<(), ArmError> {
+pub fn preflight(
+    state: &State,
+    req: &Req,
+    id: &str,
+    existing: Option<&Entry>,
+) -> Result<(), ArmError> {
     crate::etag::check(req, existing.map(|e| e.etag.as_str()), id)?;
     lro::ensure_idle(state, existing.and_then(Entry::busy_op), id)
 }

@@ -34,7 +34,14 @@ pub fn dispatch(state: &mut State, route: &Route, ctx: &WriteCtx<'_>) -> Result<
         (Route::VmssVm { vmss, instance }, _) => vmss_vm::put(state, ctx, vmss, instance),
         (Route::ManualUpgrade { vmss }, _) => vmss_vm::manual_upgrade(state, ctx, vmss),
         (Route::VmssNics { vmss }, _) => vmss_vm::list_nics(state, vmss),
-        (Route::VmssVmNic { vmss, instance, nic }, _) => vmss_vm::get_nic(state, vmss, instance, nic),
+        (
+            Route::VmssVmNic {
+                vmss,
+                instance,
+                nic,
+            },
+            _,
+        ) => vmss_vm::get_nic(state, vmss, instance, nic),
         (Route::VmList { scope }, _) => vm::list(state, scope),
         (Route::Vm { id }, _) => vm::get(state, id),
         (Route::NicList { scope }, _) => nic::list(state, scope),
@@ -55,7 +62,9 @@ pub fn dispatch(state: &mut State, route: &Route, ctx: &WriteCtx<'_>) -> Result<
         (Route::Vnet { id }, _) => vnet::get(state, id),
         (Route::Subnet { vnet, name }, _) => vnet::get_subnet(state, vnet, name),
         (Route::OperationStatus { id, .. }, _) => crate::lro::status(state, id),
-        (Route::OperationResult { id, .. }, _) => crate::lro::result(state, ctx.req, id, |path| view_by_path(state, path)),
+        (Route::OperationResult { id, .. }, _) => {
+            crate::lro::result(state, ctx.req, id, |path| view_by_path(state, path))
+        }
     }
 }
 
@@ -63,7 +72,9 @@ pub fn dispatch(state: &mut State, route: &Route, ctx: &WriteCtx<'_>) -> Result<
 pub fn view_by_path(state: &State, path: &str) -> Option<Value> {
     match Route::parse(path)? {
         Route::Vmss { id } => vmss::view(state, &key(&id)),
-        Route::VmssVm { vmss, instance } => vmss_vm::view(state, &key(&vmss), instance.parse().ok()?),
+        Route::VmssVm { vmss, instance } => {
+            vmss_vm::view(state, &key(&vmss), instance.parse().ok()?)
+        }
         Route::Vm { id } => vm::view(state, &key(&id)),
         Route::Nic { id } => nic::view(state, &key(&id)),
         Route::Lb { id } => lb::view(state, &key(&id)),

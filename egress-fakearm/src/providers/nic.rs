@@ -11,7 +11,10 @@ use crate::refs::{self, Holder};
 use crate::rules;
 use crate::state::{Kind, Provider, State};
 
-use super::common::{WriteCtx, commit, decorate, got, identity, in_scope, list_scope, preflight, require_rg, strip_top_read_only, unique_names};
+use super::common::{
+    WriteCtx, commit, decorate, got, identity, in_scope, list_scope, preflight, require_rg,
+    strip_top_read_only, unique_names,
+};
 
 const TYPE: &str = "Microsoft.Network/networkInterfaces";
 const IPC_TYPE: &str = "Microsoft.Network/networkInterfaces/ipConfigurations";
@@ -21,7 +24,9 @@ pub fn view(state: &State, k: &str) -> Option<Value> {
     let entry = state.nics.get(k)?;
     let mut body = decorate(entry);
     let ps = entry.provisioning_state();
-    if let Some(ipcs) = crate::json::at_mut(&mut body, &["properties", "ipConfigurations"]).and_then(Value::as_array_mut) {
+    if let Some(ipcs) = crate::json::at_mut(&mut body, &["properties", "ipConfigurations"])
+        .and_then(Value::as_array_mut)
+    {
         for ipc in ipcs {
             set_at(ipc, &["etag"], json!(entry.etag));
             set_at(ipc, &["properties", "provisioningState"], json!(ps));
@@ -32,18 +37,29 @@ pub fn view(state: &State, k: &str) -> Option<Value> {
 
 /// `NetworkInterfaces_Get`.
 pub fn get(state: &State, id: &str) -> Result<Reply, ArmError> {
-    view(state, &key(id)).map(got).ok_or_else(|| ArmError::not_found(id))
+    view(state, &key(id))
+        .map(got)
+        .ok_or_else(|| ArmError::not_found(id))
 }
 
 /// `NetworkInterfaces_List`.
 pub fn list(state: &State, scope: &str) -> Result<Reply, ArmError> {
     list_scope(state, scope)?;
-    Ok(Reply::list(in_scope(&state.nics, scope).filter_map(|(k, _)| view(state, k)).collect()))
+    Ok(Reply::list(
+        in_scope(&state.nics, scope)
+            .filter_map(|(k, _)| view(state, k))
+            .collect(),
+    ))
 }
 
 /// Checks a NIC body's ipConfigurations and fills in what Azure fills in (ids, types,
 /// private addresses). `old` is the stored NIC, if any.
-pub fn build(state: &State, id: &str, body: &mut Value, old: Option<&Value>) -> Result<(), ArmError> {
+pub fn build(
+    state: &State,
+    id: &str,
+    body: &mut Value,
+    old: Option<&Value>,
+) -> Result<(), ArmError> {
     let ipcs_in = arr_at(body, &["properties", "ipConfigurations"]).to_vec();
     if ipcs_in.is_empty() {
         // Chosen code for a NIC without ipConfigurations.
@@ -53,24 +69,35 @@ pub fn build(state: &State, id: &str, body: &mut Value, old: Option<&Value>) -> 
         ));
     }
     unique_names(&ipcs_in, "ipConfigurations", id)?;
-    let primaries = ipcs_in.iter().filter(|i| crate::json::at(i, &["properties", "primary"]) == Some(&json!(true))).count();
+    let primaries = ipcs_in
+        .iter()
+        .filter(|i| crate::json::at(i, &["properties", "primary"]) == Some(&json!(true)))
+        .count();
     if ipcs_in.len() > 1 && primaries != 1 {
         // Chosen code: Azure requires exactly one primary ipConfig on a NIC with several.
         return Err(ArmError::bad_request(
             "InvalidParameter",
-            format!("Network interface {id} has {} IP configurations and {primaries} marked primary; exactly one must be.", ipcs_in.len()),
+            format!(
+                "Network interface {id} has {} IP configurations and {primaries} marked primary; exactly one must be.",
+                ipcs_in.len()
+            ),
         ));
     }
     let k = key(id);
     let new_refs = refs::of_nic(&k, id, body);
     rules::check_references(state, &new_refs)?;
-    let vnets: std::collections::BTreeSet<String> =
-        new_refs.iter().filter_map(|r| r.subnet.as_deref()).filter_map(super::vnet::vnet_of_subnet).collect();
+    let vnets: std::collections::BTreeSet<String> = new_refs
+        .iter()
+        .filter_map(|r| r.subnet.as_deref())
+        .filter_map(super::vnet::vnet_of_subnet)
+        .collect();
     if vnets.len() > 1 {
         // Chosen code (Azure refuses ipConfigs of one NIC in different virtual networks).
         return Err(ArmError::bad_request(
             "IpConfigurationsOnSameNicCannotUseDifferentVnets",
-            format!("The IP configurations of network interface {id} are in different virtual networks."),
+            format!(
+                "The IP configurations of network interface {id} are in different virtual networks."
+            ),
         ));
     }
     rules::check_public_ip_single_use(state, &Holder::Nic(k), &new_refs)?;
@@ -78,9 +105,17 @@ pub fn build(state: &State, id: &str, body: &mut Value, old: Option<&Value>) -> 
     let old_ipcs = old.map_or(&[][..], |o| arr_at(o, &["properties", "ipConfigurations"]));
     let mut out = Vec::with_capacity(ipcs_in.len());
     for mut ipc in ipcs_in {
-        let name = ipc.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let name = ipc
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
         let ipc_id = child_id(id, "ipConfigurations", &name);
-        let old_ipc = old_ipcs.iter().find(|o| o.get("name").and_then(Value::as_str).is_some_and(|n| n.eq_ignore_ascii_case(&name)));
+        let old_ipc = old_ipcs.iter().find(|o| {
+            o.get("name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| n.eq_ignore_ascii_case(&name))
+        });
         if let Some(p) = ipc.get_mut("properties") {
             crate::json::remove(p, "provisioningState");
         }
@@ -108,7 +143,10 @@ pub fn put(state: &mut State, ctx: &WriteCtx<'_>, id: &str) -> Result<Reply, Arm
     identity(&mut body, id, TYPE, existing.as_ref().map(|e| &e.body))?;
     // Read-only fields Azure keeps whatever the client sends.
     for field in ["virtualMachine", "macAddress"] {
-        match existing.as_ref().and_then(|e| crate::json::at(&e.body, &["properties", field])) {
+        match existing
+            .as_ref()
+            .and_then(|e| crate::json::at(&e.body, &["properties", field]))
+        {
             Some(v) => set_at(&mut body, &["properties", field], v.clone()),
             None => {
                 if let Some(p) = body.get_mut("properties") {

@@ -11,7 +11,10 @@ use crate::json::{arr_at, set_at, str_at};
 use crate::refs;
 use crate::state::{Kind, Provider, State};
 
-use super::common::{WriteCtx, commit, decorate, delete, got, identity, in_scope, list_scope, preflight, require_rg, strip_top_read_only};
+use super::common::{
+    WriteCtx, commit, decorate, delete, got, identity, in_scope, list_scope, preflight, require_rg,
+    strip_top_read_only,
+};
 
 const TYPE: &str = "Microsoft.Network/publicIPAddresses";
 
@@ -24,7 +27,11 @@ pub fn attached_to(state: &State, pip_key: &str) -> Vec<String> {
         .collect();
     for lb in state.lbs.values() {
         for fe in arr_at(&lb.body, &["properties", "frontendIPConfigurations"]) {
-            if str_at(fe, &["properties", "publicIPAddress", "id"]).map(key).as_deref() == Some(pip_key) {
+            if str_at(fe, &["properties", "publicIPAddress", "id"])
+                .map(key)
+                .as_deref()
+                == Some(pip_key)
+            {
                 out.extend(str_at(fe, &["id"]).map(str::to_owned));
             }
         }
@@ -37,20 +44,30 @@ pub fn view(state: &State, k: &str) -> Option<Value> {
     let entry = state.pips.get(k)?;
     let mut body = decorate(entry);
     if let Some(ipc) = attached_to(state, k).into_iter().next() {
-        set_at(&mut body, &["properties", "ipConfiguration"], json!({"id": ipc}));
+        set_at(
+            &mut body,
+            &["properties", "ipConfiguration"],
+            json!({"id": ipc}),
+        );
     }
     Some(body)
 }
 
 /// `PublicIPAddresses_Get`.
 pub fn get(state: &State, id: &str) -> Result<Reply, ArmError> {
-    view(state, &key(id)).map(got).ok_or_else(|| ArmError::not_found(id))
+    view(state, &key(id))
+        .map(got)
+        .ok_or_else(|| ArmError::not_found(id))
 }
 
 /// `PublicIPAddresses_List`.
 pub fn list(state: &State, scope: &str) -> Result<Reply, ArmError> {
     list_scope(state, scope)?;
-    Ok(Reply::list(in_scope(&state.pips, scope).filter_map(|(k, _)| view(state, k)).collect()))
+    Ok(Reply::list(
+        in_scope(&state.pips, scope)
+            .filter_map(|(k, _)| view(state, k))
+            .collect(),
+    ))
 }
 
 /// `PublicIPAddresses_CreateOrUpdate`.
@@ -69,31 +86,34 @@ pub fn put(state: &mut State, ctx: &WriteCtx<'_>, id: &str) -> Result<Reply, Arm
     let prefix = str_at(&body, &["properties", "publicIPPrefix", "id"]).map(str::to_owned);
     let prefix_net = match &prefix {
         Some(p) => {
-            let entry = state.prefixes.get(&key(p)).ok_or_else(|| ArmError::invalid_reference(p, id))?;
-            let net = str_at(&entry.body, &["properties", "ipPrefix"]).and_then(|s| s.parse::<ipnet::Ipv4Net>().ok());
+            let entry = state
+                .prefixes
+                .get(&key(p))
+                .ok_or_else(|| ArmError::invalid_reference(p, id))?;
+            let net = str_at(&entry.body, &["properties", "ipPrefix"])
+                .and_then(|s| s.parse::<ipnet::Ipv4Net>().ok());
             Some(net.ok_or_else(|| ArmError::invalid_reference(p, id))?)
         }
         None => None,
     };
-    let address = match &existing {
-        Some(old) => {
-            let old_prefix = str_at(&old.body, &["properties", "publicIPPrefix", "id"]).map(key);
-            if old_prefix != prefix.as_deref().map(key) {
-                return Err(ArmError::bad_request(
-                    "PropertyChangeNotAllowed",
-                    format!("Changing property 'publicIPPrefix' of {id} is not allowed."),
-                ));
-            }
-            str_at(&old.body, &["properties", "ipAddress"]).unwrap_or_default().to_owned()
+    let address = if let Some(old) = &existing {
+        let old_prefix = str_at(&old.body, &["properties", "publicIPPrefix", "id"]).map(key);
+        if old_prefix != prefix.as_deref().map(key) {
+            return Err(ArmError::bad_request(
+                "PropertyChangeNotAllowed",
+                format!("Changing property 'publicIPPrefix' of {id} is not allowed."),
+            ));
         }
-        None => {
-            let mut alloc = Allocator::from_state(state);
-            match (&prefix, prefix_net) {
-                (Some(p), Some(net)) => alloc.public_in(p, net, "PublicIpPrefixOutOfIpAddresses")?,
-                _ => alloc.standalone_public()?,
-            }
-            .to_string()
+        str_at(&old.body, &["properties", "ipAddress"])
+            .unwrap_or_default()
+            .to_owned()
+    } else {
+        let mut alloc = Allocator::from_state(state);
+        match (&prefix, prefix_net) {
+            (Some(p), Some(net)) => alloc.public_in(p, net, "PublicIpPrefixOutOfIpAddresses")?,
+            _ => alloc.standalone_public()?,
         }
+        .to_string()
     };
     set_at(&mut body, &["properties", "ipAddress"], json!(address));
     for (field, default) in [
@@ -107,9 +127,20 @@ pub fn put(state: &mut State, ctx: &WriteCtx<'_>, id: &str) -> Result<Reply, Arm
         }
     }
     if body.get("sku").is_none() {
-        set_at(&mut body, &["sku"], json!({"name": "Standard", "tier": "Regional"}));
+        set_at(
+            &mut body,
+            &["sku"],
+            json!({"name": "Standard", "tier": "Regional"}),
+        );
     }
-    Ok(commit(state, ctx, Kind::PublicIp, Provider::Network, id, body))
+    Ok(commit(
+        state,
+        ctx,
+        Kind::PublicIp,
+        Provider::Network,
+        id,
+        body,
+    ))
 }
 
 /// `PublicIPAddresses_Delete`: refused with `PublicIPAddressInUse` while attached.
@@ -123,7 +154,10 @@ pub fn remove(state: &mut State, ctx: &WriteCtx<'_>, id: &str) -> Result<Reply, 
     if !users.is_empty() {
         return Err(ArmError::bad_request(
             "PublicIPAddressInUse",
-            format!("Public IP address {id} cannot be deleted because it is in use by IP configuration {}.", users.join(", ")),
+            format!(
+                "Public IP address {id} cannot be deleted because it is in use by IP configuration {}.",
+                users.join(", ")
+            ),
         ));
     }
     Ok(delete(state, ctx, Kind::PublicIp, Provider::Network, id))

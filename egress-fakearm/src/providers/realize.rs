@@ -14,20 +14,28 @@ use crate::ids::{child_id, key};
 use crate::json::{arr_at, at, set_at, str_at};
 use crate::refs::{self, IpConfigRef};
 use crate::rules;
-use crate::state::{Instance, InstancePublicIp, State};
+use crate::state::{Instance, InstancePublicIp, Provider, State, Target};
 
 use super::common::unique_names;
 
 /// Checks NIC configurations: unique names, one primary NIC and one primary ipConfig where
 /// there are several, and every reference existing.
 /// Chosen code for the primary rules: `InvalidParameter`.
-pub fn check_configs(state: &State, owner: &str, configs: &[Value], ipcs: &[IpConfigRef]) -> Result<(), ArmError> {
+pub fn check_configs(
+    state: &State,
+    owner: &str,
+    configs: &[Value],
+    ipcs: &[IpConfigRef],
+) -> Result<(), ArmError> {
     unique_names(configs, "networkInterfaceConfigurations", owner)?;
     let primary = |v: &Value| at(v, &["properties", "primary"]) == Some(&json!(true));
     if configs.len() > 1 && configs.iter().filter(|c| primary(c)).count() != 1 {
         return Err(ArmError::bad_request(
             "InvalidParameter",
-            format!("{owner} has {} network interface configurations; exactly one must be primary.", configs.len()),
+            format!(
+                "{owner} has {} network interface configurations; exactly one must be primary.",
+                configs.len()
+            ),
         ));
     }
     for nic in configs {
@@ -36,10 +44,16 @@ pub fn check_configs(state: &State, owner: &str, configs: &[Value], ipcs: &[IpCo
         if list.is_empty() {
             return Err(ArmError::bad_request(
                 "InvalidParameter",
-                format!("Network interface configuration {nic_name} of {owner} has no IP configuration."),
+                format!(
+                    "Network interface configuration {nic_name} of {owner} has no IP configuration."
+                ),
             ));
         }
-        unique_names(list, "ipConfigurations", &format!("{owner} (network interface configuration {nic_name})"))?;
+        unique_names(
+            list,
+            "ipConfigurations",
+            &format!("{owner} (network interface configuration {nic_name})"),
+        )?;
         if list.len() > 1 && list.iter().filter(|c| primary(c)).count() != 1 {
             return Err(ArmError::bad_request(
                 "InvalidParameter",
@@ -64,7 +78,12 @@ pub fn prefix_net(state: &State, prefix_id: &str) -> Option<Ipv4Net> {
 
 /// Refuses a model whose prefixes cannot hold an address for every instance's ipConfig that
 /// would take one on upgrade (Azure checks the scale set's capacity against the prefix).
-pub fn check_model_capacity(state: &State, vmss_key: &str, vmss_id: &str, model_ipcs: &[IpConfigRef]) -> Result<(), ArmError> {
+pub fn check_model_capacity(
+    state: &State,
+    vmss_key: &str,
+    vmss_id: &str,
+    model_ipcs: &[IpConfigRef],
+) -> Result<(), ArmError> {
     let Some(vmss) = state.vmss.get(vmss_key) else {
         return Ok(());
     };
@@ -79,7 +98,11 @@ pub fn check_model_capacity(state: &State, vmss_key: &str, vmss_id: &str, model_
         let missing = vmss
             .instances
             .values()
-            .filter(|inst| inst.public_ips.get(&slot).is_none_or(|p| p.prefix_key != pk))
+            .filter(|inst| {
+                inst.public_ips
+                    .get(&slot)
+                    .is_none_or(|p| p.prefix_key != pk)
+            })
             .count();
         need.entry(pk).or_insert_with(|| (prefix.clone(), 0)).1 += missing;
     }
@@ -124,7 +147,11 @@ pub fn realize(
     for config in configs {
         let nic_name = str_at(config, &["name"]).unwrap_or_default();
         let nic_id = refs::instance_nic_id(vmss_id, instance, nic_name);
-        let old_nic = old.and_then(|o| o.nics.iter().find(|n| str_at(n, &["name"]).is_some_and(|x| x.eq_ignore_ascii_case(nic_name))));
+        let old_nic = old.and_then(|o| {
+            o.nics
+                .iter()
+                .find(|n| str_at(n, &["name"]).is_some_and(|x| x.eq_ignore_ascii_case(nic_name)))
+        });
         let list = arr_at(config, &["properties", "ipConfigurations"]);
         let mut ipcs = Vec::new();
         for ipc in list {
@@ -145,36 +172,27 @@ pub fn realize(
                     "privateIPAddressVersion": "IPv4",
                 }
             });
-            for field in ["loadBalancerBackendAddressPools", "loadBalancerInboundNatPools", "applicationSecurityGroups"] {
+            for field in [
+                "loadBalancerBackendAddressPools",
+                "loadBalancerInboundNatPools",
+                "applicationSecurityGroups",
+            ] {
                 if let Some(v) = at(ipc, &["properties", field]) {
                     set_at(&mut out, &["properties", field], v.clone());
                 }
             }
             assign_private(state, alloc, &mut out, old_ipc, &ipc_id)?;
-            if let Some(public) = at(ipc, &["properties", "publicIPAddressConfiguration"]).filter(|p| !p.is_null()) {
-                let pip_name = str_at(public, &["name"]).unwrap_or(name);
-                let pip_id = child_id(&ipc_id, "publicIPAddresses", pip_name);
-                let prefix = str_at(public, &["properties", "publicIPPrefix", "id"]);
+            if let Some(public) =
+                at(ipc, &["properties", "publicIPAddressConfiguration"]).filter(|p| !p.is_null())
+            {
                 let slot = format!("{nic_name}/{name}").to_ascii_lowercase();
-                let prefix_key = prefix.map(key).unwrap_or_default();
-                let kept = old
-                    .and_then(|o| o.public_ips.get(&slot))
-                    .filter(|p| p.prefix_key == prefix_key && key(&p.id) == key(&pip_id))
-                    .cloned();
-                let pip = match kept {
-                    Some(p) => p,
-                    None => {
-                        let address = match prefix {
-                            Some(p) => {
-                                let net = prefix_net(state, p).ok_or_else(|| ArmError::invalid_reference(p, &ipc_id))?;
-                                alloc.public_in(p, net, "PublicIpPrefixOutOfIpAddressesForVMScaleSet")?
-                            }
-                            None => alloc.standalone_public()?,
-                        };
-                        InstancePublicIp { id: pip_id.clone(), address, prefix_key }
-                    }
-                };
-                set_at(&mut out, &["properties", "publicIPAddress"], json!({"id": pip.id}));
+                let old_pip = old.and_then(|o| o.public_ips.get(&slot));
+                let pip = public_address(state, alloc, public, &ipc_id, name, old_pip)?;
+                set_at(
+                    &mut out,
+                    &["properties", "publicIPAddress"],
+                    json!({"id": pip.id}),
+                );
                 public_ips.insert(slot, pip);
             }
             ipcs.push(out);
@@ -182,7 +200,11 @@ pub fn realize(
         let mac = old_nic
             .and_then(|n| str_at(n, &["properties", "macAddress"]))
             .map_or_else(|| mac_for(&nic_id), str::to_owned);
-        let flag = |f: &str| at(config, &["properties", f]).and_then(Value::as_bool).unwrap_or(false);
+        let flag = |f: &str| {
+            at(config, &["properties", f])
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+        };
         nics.push(json!({
             "name": nic_name,
             "id": nic_id,
@@ -201,8 +223,85 @@ pub fn realize(
     Ok(Realized { nics, public_ips })
 }
 
+/// Gives instances `ids` the network configuration `configs`: checks that none is busy,
+/// builds every one's NICs (all or nothing), then stores them. Returns the operation targets.
+pub fn apply_configs(
+    state: &mut State,
+    vmss_id: &str,
+    instances: &mut BTreeMap<u32, Instance>,
+    ids: &[u32],
+    configs: &[Value],
+) -> Result<Vec<Target>, ArmError> {
+    let mut alloc = Allocator::from_state(state);
+    let mut built = Vec::new();
+    for i in ids {
+        let inst = instances.get(i);
+        let inst_id = child_id(vmss_id, "virtualMachines", &i.to_string());
+        crate::lro::ensure_idle(state, inst.and_then(|x| x.entry.busy_op()), &inst_id)?;
+        built.push((*i, realize(state, &mut alloc, vmss_id, *i, configs, inst)?));
+    }
+    let mut targets = Vec::new();
+    for (i, r) in built {
+        let etag = state.next_etag(Provider::Compute);
+        if let Some(inst) = instances.get_mut(&i) {
+            set_at(
+                &mut inst.entry.body,
+                &[
+                    "properties",
+                    "networkProfileConfiguration",
+                    "networkInterfaceConfigurations",
+                ],
+                Value::Array(configs.to_vec()),
+            );
+            inst.entry.etag = etag;
+            inst.nics = r.nics;
+            inst.public_ips = r.public_ips;
+        }
+        targets.push(Target::Instance(key(vmss_id), i));
+    }
+    Ok(targets)
+}
+
+/// The public address of an instance ipConfig's public IP configuration: the one it had
+/// (same public IP, same prefix), or a new one from the prefix (or the free range).
+fn public_address(
+    state: &State,
+    alloc: &mut Allocator,
+    public: &Value,
+    ipc_id: &str,
+    ipc_name: &str,
+    old: Option<&InstancePublicIp>,
+) -> Result<InstancePublicIp, ArmError> {
+    let pip_name = str_at(public, &["name"]).unwrap_or(ipc_name);
+    let pip_id = child_id(ipc_id, "publicIPAddresses", pip_name);
+    let prefix = str_at(public, &["properties", "publicIPPrefix", "id"]);
+    let prefix_key = prefix.map(key).unwrap_or_default();
+    if let Some(p) = old.filter(|p| p.prefix_key == prefix_key && key(&p.id) == key(&pip_id)) {
+        return Ok(p.clone());
+    }
+    let address = match prefix {
+        Some(p) => {
+            let net = prefix_net(state, p).ok_or_else(|| ArmError::invalid_reference(p, ipc_id))?;
+            alloc.public_in(p, net, "PublicIpPrefixOutOfIpAddressesForVMScaleSet")?
+        }
+        None => alloc.standalone_public()?,
+    };
+    Ok(InstancePublicIp {
+        id: pip_id,
+        address,
+        prefix_key,
+    })
+}
+
 /// A stable MAC address for a NIC id (Azure's `00-0D-3A` prefix).
 fn mac_for(id: &str) -> String {
-    let h = key(id).bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-    format!("00-0D-3A-{:02X}-{:02X}-{:02X}", (h >> 16) & 0xff, (h >> 8) & 0xff, h & 0xff)
+    let h = key(id).bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    format!(
+        "00-0D-3A-{:02X}-{:02X}-{:02X}",
+        (h >> 16) & 0xff,
+        (h >> 8) & 0xff,
+        h & 0xff
+    )
 }

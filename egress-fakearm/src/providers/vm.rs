@@ -16,11 +16,17 @@ pub fn view(state: &State, k: &str) -> Option<Value> {
 
 /// `VirtualMachines_Get`.
 pub fn get(state: &State, id: &str) -> Result<Reply, ArmError> {
-    view(state, &key(id)).map(got).ok_or_else(|| ArmError::not_found(id))
+    view(state, &key(id))
+        .map(got)
+        .ok_or_else(|| ArmError::not_found(id))
 }
 
 /// `VirtualMachines_List`.
 pub fn list(state: &State, scope: &str) -> Result<Reply, ArmError> {
     list_scope(state, scope)?;
-    Ok(Reply::list(in_scope(&state.vms, scope).filter_map(|(k, _)| view(state, k)).collect()))
+    Ok(Reply::list(
+        in_scope(&state.vms, scope)
+            .filter_map(|(k, _)| view(state, k))
+            .collect(),
+    ))
 }

@@ -20,7 +20,11 @@ pub fn find_subnet<'a>(state: &'a State, subnet_id: &str) -> Option<&'a Value> {
     let entry = state.vnets.get(&vnet)?;
     arr_at(&entry.body, &["properties", "subnets"])
         .iter()
-        .find(|s| s.get("name").and_then(Value::as_str).is_some_and(|n| n.eq_ignore_ascii_case(&name)))
+        .find(|s| {
+            s.get("name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| n.eq_ignore_ascii_case(&name))
+        })
 }
 
 /// The virtual network key of a subnet id.
@@ -34,21 +38,37 @@ pub fn view(state: &State, vnet_key: &str) -> Option<Value> {
     let mut body = decorate(entry);
     let all = refs::all(state);
     let state_name = entry.provisioning_state();
-    if let Some(subnets) = crate::json::at_mut(&mut body, &["properties", "subnets"]).and_then(Value::as_array_mut) {
+    if let Some(subnets) =
+        crate::json::at_mut(&mut body, &["properties", "subnets"]).and_then(Value::as_array_mut)
+    {
         for subnet in subnets {
-            let sid = subnet.get("id").and_then(Value::as_str).map(key).unwrap_or_default();
+            let sid = subnet
+                .get("id")
+                .and_then(Value::as_str)
+                .map(key)
+                .unwrap_or_default();
             let ipcs: Vec<Value> = all
                 .iter()
                 .filter(|r| !matches!(r.holder, Holder::Model(_)))
                 .filter(|r| r.subnet.as_deref().map(key).as_deref() == Some(sid.as_str()))
                 .map(|r| json!({"id": r.id}))
                 .collect();
-            set_at(subnet, &["properties", "provisioningState"], json!(state_name));
+            set_at(
+                subnet,
+                &["properties", "provisioningState"],
+                json!(state_name),
+            );
             set_at(subnet, &["etag"], json!(entry.etag));
             if ipcs.is_empty() {
-                crate::json::at_mut(subnet, &["properties"]).map(|p| crate::json::remove(p, "ipConfigurations"));
+                if let Some(p) = crate::json::at_mut(subnet, &["properties"]) {
+                    crate::json::remove(p, "ipConfigurations");
+                }
             } else {
-                set_at(subnet, &["properties", "ipConfigurations"], Value::Array(ipcs));
+                set_at(
+                    subnet,
+                    &["properties", "ipConfigurations"],
+                    Value::Array(ipcs),
+                );
             }
         }
     }
@@ -57,7 +77,9 @@ pub fn view(state: &State, vnet_key: &str) -> Option<Value> {
 
 /// `VirtualNetworks_Get`.
 pub fn get(state: &State, id: &str) -> Result<Reply, ArmError> {
-    view(state, &key(id)).map(got).ok_or_else(|| ArmError::not_found(id))
+    view(state, &key(id))
+        .map(got)
+        .ok_or_else(|| ArmError::not_found(id))
 }
 
 /// `Subnets_Get`.

@@ -34,10 +34,14 @@ impl Resp {
         self.body["error"]["message"].as_str().unwrap_or("")
     }
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.get(name).map(|v| v.to_str().unwrap().to_owned())
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
     }
     pub fn state(&self) -> &str {
-        self.body["properties"]["provisioningState"].as_str().unwrap_or("")
+        self.body["properties"]["provisioningState"]
+            .as_str()
+            .unwrap_or("")
     }
     pub fn etag(&self) -> String {
         self.body["etag"].as_str().unwrap_or("").to_owned()
@@ -53,31 +57,62 @@ pub struct Client {
 
 impl Client {
     pub fn new(arm: &FakeArm) -> Self {
-        Self { addr: arm.local_addr(), token: Some("test-token".into()) }
+        Self {
+            addr: arm.local_addr(),
+            token: Some("test-token".into()),
+        }
     }
 
-    pub async fn send(&self, method: Method, uri: &str, body: Option<&Value>, headers: &[(&str, &str)]) -> Resp {
+    pub async fn send(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
         let stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
         tokio::spawn(conn);
-        let uri = if uri.starts_with("http://") { uri.to_owned() } else { format!("http://{}{uri}", self.addr) };
-        let mut b = Request::builder().method(method).uri(&uri).header("host", self.addr.to_string());
+        let uri = if uri.starts_with("http://") {
+            uri.to_owned()
+        } else {
+            format!("http://{}{uri}", self.addr)
+        };
+        let mut b = Request::builder()
+            .method(method)
+            .uri(&uri)
+            .header("host", self.addr.to_string());
         if let Some(t) = &self.token {
             b = b.header("authorization", format!("Bearer {t}"));
         }
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
-        let bytes = body.map(|v| serde_json::to_vec(v).unwrap()).unwrap_or_default();
+        let bytes = body
+            .map(|v| serde_json::to_vec(v).unwrap())
+            .unwrap_or_default();
         if body.is_some() {
             b = b.header("content-type", "application/json");
         }
-        let resp = sender.send_request(b.body(Full::new(Bytes::from(bytes))).unwrap()).await.unwrap();
+        let resp = sender
+            .send_request(b.body(Full::new(Bytes::from(bytes))).unwrap())
+            .await
+            .unwrap();
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let raw = resp.into_body().collect().await.unwrap().to_bytes();
-        let body = if raw.is_empty() { Value::Null } else { serde_json::from_slice(&raw).unwrap() };
-        Resp { status, headers, body }
+        let body = if raw.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&raw).unwrap()
+        };
+        Resp {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub async fn get(&self, uri: &str) -> Resp {
@@ -99,7 +134,9 @@ impl Client {
     /// Polls an `Azure-AsyncOperation` URL until it is no longer `InProgress`; returns the last
     /// status body.
     pub async fn wait(&self, resp: &Resp) -> Value {
-        let url = resp.header("azure-asyncoperation").expect("a long-running answer");
+        let url = resp
+            .header("azure-asyncoperation")
+            .expect("a long-running answer");
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let s = self.get(&url).await;
@@ -115,7 +152,12 @@ impl Client {
     /// Sends a write, expects it accepted (2xx), waits for it and expects `Succeeded`.
     pub async fn write_ok(&self, method: Method, uri: &str, body: Option<&Value>) -> Resp {
         let r = self.send(method, uri, body, &[]).await;
-        assert!((200..300).contains(&r.status), "{uri}: {} {:?}", r.status, r.body);
+        assert!(
+            (200..300).contains(&r.status),
+            "{uri}: {} {:?}",
+            r.status,
+            r.body
+        );
         if r.status != 204 {
             let done = self.wait(&r).await;
             assert_eq!(done["status"], "Succeeded", "{uri}: {done:?}");
@@ -137,7 +179,10 @@ pub struct Ids {
 
 impl Ids {
     pub fn net(&self, kind: &str, name: &str) -> String {
-        format!("/subscriptions/{}/resourceGroups/{RG}/providers/Microsoft.Network/{kind}/{name}", self.sub)
+        format!(
+            "/subscriptions/{}/resourceGroups/{RG}/providers/Microsoft.Network/{kind}/{name}",
+            self.sub
+        )
     }
     pub fn pool(&self, name: &str) -> String {
         format!("{}/backendAddressPools/{name}", self.lb)
@@ -155,17 +200,32 @@ pub fn api(path: &str, version: &str) -> String {
     format!("{path}?api-version={version}")
 }
 
-/// A fake with a VNet (subnet 10.0.1.0/24), a 2-instance VMSS gateway pool and a /30 BYO prefix.
+/// A fake with a `VNet` (subnet 10.0.1.0/24), a 2-instance VMSS gateway pool and a /30 BYO prefix.
 pub async fn setup() -> (FakeArm, Client, Ids) {
     setup_with(Duration::ZERO).await
 }
 
 pub async fn setup_with(latency: Duration) -> (FakeArm, Client, Ids) {
-    let arm = FakeArm::start(FakeArmOptions { latency, ..FakeArmOptions::default() }).await.unwrap();
-    let subnets = arm.seed_vnet(RG, "vnet", "10.0.0.0/16", &[("gateway", "10.0.1.0/24"), ("other", "10.0.2.0/24")]).unwrap();
+    let arm = FakeArm::start(FakeArmOptions {
+        latency,
+        ..FakeArmOptions::default()
+    })
+    .await
+    .unwrap();
+    let subnets = arm
+        .seed_vnet(
+            RG,
+            "vnet",
+            "10.0.0.0/16",
+            &[("gateway", "10.0.1.0/24"), ("other", "10.0.2.0/24")],
+        )
+        .unwrap();
     let mut tags = BTreeMap::new();
     tags.insert("aks-managed-poolName".to_owned(), "gwpool".to_owned());
-    tags.insert("aks-managed-gatewayIPPrefixSize".to_owned(), "30".to_owned());
+    tags.insert(
+        "aks-managed-gatewayIPPrefixSize".to_owned(),
+        "30".to_owned(),
+    );
     let vmss = arm
         .seed_vmss_pool(VmssPoolSeed {
             resource_group: RG.into(),
@@ -180,8 +240,17 @@ pub async fn setup_with(latency: Duration) -> (FakeArm, Client, Ids) {
     let prefix = arm.seed_prefix(RG, "byo", 30).unwrap();
     let sub = arm.subscription().to_owned();
     let client = Client::new(&arm);
-    let lb = format!("/subscriptions/{sub}/resourceGroups/{RG}/providers/Microsoft.Network/loadBalancers/kubeegressgateway-ilb");
-    let ids = Ids { sub, subnet: subnets[0].clone(), vmss: vmss.id, prefix: prefix.id, prefix_cidr: prefix.ip_prefix, lb };
+    let lb = format!(
+        "/subscriptions/{sub}/resourceGroups/{RG}/providers/Microsoft.Network/loadBalancers/kubeegressgateway-ilb"
+    );
+    let ids = Ids {
+        sub,
+        subnet: subnets[0].clone(),
+        vmss: vmss.id,
+        prefix: prefix.id,
+        prefix_cidr: prefix.ip_prefix,
+        lb,
+    };
     (arm, client, ids)
 }
 
@@ -214,7 +283,12 @@ pub fn lb_body(ids: &Ids, pools: &[&str]) -> Value {
 
 /// The model's NIC configurations with a secondary ipConfig `name` added to the primary NIC,
 /// referencing `pool` and (optionally) a public IP prefix.
-pub fn model_with_ipconfig(vmss: &Value, name: &str, pool: Option<&str>, prefix: Option<&str>) -> Value {
+pub fn model_with_ipconfig(
+    vmss: &Value,
+    name: &str,
+    pool: Option<&str>,
+    prefix: Option<&str>,
+) -> Value {
     let mut nics = vmss["properties"]["virtualMachineProfile"]["networkProfile"]["networkInterfaceConfigurations"].clone();
     let subnet = nics[0]["properties"]["ipConfigurations"][0]["properties"]["subnet"].clone();
     let mut ipc = json!({"name": name, "properties": {"primary": false, "privateIPAddressVersion": "IPv4", "subnet": subnet}});
@@ -222,9 +296,13 @@ pub fn model_with_ipconfig(vmss: &Value, name: &str, pool: Option<&str>, prefix:
         ipc["properties"]["loadBalancerBackendAddressPools"] = json!([{"id": p}]);
     }
     if let Some(p) = prefix {
-        ipc["properties"]["publicIPAddressConfiguration"] = json!({"name": name, "properties": {"publicIPPrefix": {"id": p}}});
+        ipc["properties"]["publicIPAddressConfiguration"] =
+            json!({"name": name, "properties": {"publicIPPrefix": {"id": p}}});
     }
-    nics[0]["properties"]["ipConfigurations"].as_array_mut().unwrap().push(ipc);
+    nics[0]["properties"]["ipConfigurations"]
+        .as_array_mut()
+        .unwrap()
+        .push(ipc);
     nics
 }
 
