@@ -299,10 +299,51 @@ pub fn assign_private(
 }
 
 impl Allocator {
+    /// Frees the private addresses of the `old` ipConfigs (by name) that a write does not keep:
+    /// those whose name is gone from `new`, whose subnet changed, or that now ask for another
+    /// static address. Kept ones stay claimed, so nothing else can take them meanwhile.
+    pub fn release_unkept(&mut self, old: &[(String, &Value)], new: &[(String, &Value)]) {
+        for (name, o) in old {
+            let subnet = str_at(o, &["properties", "subnet", "id"]).map(key);
+            let addr: Option<Ipv4Addr> =
+                str_at(o, &["properties", "privateIPAddress"]).and_then(|s| s.parse().ok());
+            let (Some(subnet), Some(addr)) = (subnet, addr) else {
+                continue;
+            };
+            let kept = new.iter().any(|(n, v)| {
+                let same_subnet = str_at(v, &["properties", "subnet", "id"])
+                    .map(key)
+                    .as_deref()
+                    == Some(&subnet);
+                let method =
+                    str_at(v, &["properties", "privateIPAllocationMethod"]).unwrap_or("Dynamic");
+                let same_addr = !method.eq_ignore_ascii_case("Static")
+                    || str_at(v, &["properties", "privateIPAddress"]).and_then(|s| s.parse().ok())
+                        == Some(addr);
+                n.eq_ignore_ascii_case(name) && same_subnet && same_addr
+            });
+            if !kept && let Some(used) = self.private.get_mut(&subnet) {
+                used.remove(&addr);
+            }
+        }
+    }
+
+    /// Frees a public address (an instance's, when its ipConfig or prefix goes away).
+    pub fn release_public(&mut self, addr: Ipv4Addr) {
+        self.public.remove(&addr);
+    }
+
     /// Addresses of a public network not yet taken.
     pub fn free_in(&self, net: Ipv4Net) -> usize {
         net.hosts_all().filter(|a| !self.public.contains(a)).count()
     }
+}
+
+/// `(name, ipConfig)` pairs of a list of named ipConfig-shaped objects.
+pub fn named(list: &[Value]) -> Vec<(String, &Value)> {
+    list.iter()
+        .map(|v| (str_at(v, &["name"]).unwrap_or_default().to_owned(), v))
+        .collect()
 }
 
 #[cfg(test)]

@@ -272,3 +272,79 @@ async fn nic_and_lb_frontend_addresses_come_from_the_subnet_and_static_ones_are_
         .await;
     assert_eq!((r.status, r.code()), (400, "PrivateIPAddressNotInSubnet"));
 }
+
+#[tokio::test]
+async fn swapping_ipconfigs_on_a_full_prefix_reuses_the_freed_addresses() {
+    let (arm, c, ids) = setup().await;
+    let small = ids.net("publicIPPrefixes", "small");
+    c.write_ok(
+        Method::PUT,
+        &api(&small, NET),
+        Some(&json!({"location": "westus", "properties": {"prefixLength": 31}})),
+    )
+    .await;
+    let vmss = c.get(&api(&ids.vmss, COMPUTE)).await;
+    let upgrade = api(&format!("{}/manualupgrade", ids.vmss), COMPUTE);
+    let both = json!({"instanceIds": ["0", "1"]});
+    let a = model_with_ipconfig(&vmss.body, "egressgateway-a", None, Some(&small));
+    c.write_ok(
+        Method::PATCH,
+        &api(&ids.vmss, COMPUTE),
+        Some(&network_patch(&a)),
+    )
+    .await;
+    c.write_ok(Method::POST, &upgrade, Some(&both)).await;
+    // The /31 is full; replacing ipConfig a by b in one write frees and reuses its addresses.
+    let b = model_with_ipconfig(&vmss.body, "egressgateway-b", None, Some(&small));
+    c.write_ok(
+        Method::PATCH,
+        &api(&ids.vmss, COMPUTE),
+        Some(&network_patch(&b)),
+    )
+    .await;
+    c.write_ok(Method::POST, &upgrade, Some(&both)).await;
+    let state = arm.state();
+    let pips = state["virtualMachineScaleSets"][0]["publicIPAddresses"]
+        .as_array()
+        .unwrap();
+    assert_eq!(pips.len(), 2);
+    assert!(
+        pips.iter()
+            .all(|p| p["id"].as_str().unwrap().contains("egressgateway-b"))
+    );
+}
+
+#[tokio::test]
+async fn replacing_an_ipconfig_on_a_full_subnet_reuses_its_address() {
+    let (arm, c, ids) = setup().await;
+    // A /29 has three usable addresses (.4 to .6).
+    let tiny = arm
+        .seed_vnet(common::RG, "tiny", "10.9.0.0/16", &[("s", "10.9.0.0/29")])
+        .unwrap()
+        .remove(0);
+    let nic = ids.net("networkInterfaces", "nic1");
+    let body = |names: &[&str]| {
+        let ipcs: Vec<Value> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| json!({"name": n, "properties": {"primary": i == 0, "subnet": {"id": tiny}}}))
+            .collect();
+        json!({"location": "westus", "properties": {"ipConfigurations": ipcs}})
+    };
+    c.write_ok(Method::PUT, &api(&nic, NET), Some(&body(&["a", "b", "c"])))
+        .await;
+    let r = c
+        .put(
+            &api(&ids.net("networkInterfaces", "nic2"), NET),
+            &body(&["x"]),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (400, "SubnetIsFull"));
+    let r = c
+        .write_ok(Method::PUT, &api(&nic, NET), Some(&body(&["a", "b", "d"])))
+        .await;
+    assert_eq!(
+        r.body["properties"]["ipConfigurations"][2]["properties"]["privateIPAddress"],
+        "10.9.0.6"
+    );
+}

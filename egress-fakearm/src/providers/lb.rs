@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::alloc::{Allocator, assign_private};
+use crate::alloc::{Allocator, assign_private, named};
 use crate::arm_error::ArmError;
 use crate::exchange::Reply;
 use crate::ids::{child_id, key};
@@ -303,6 +303,8 @@ fn build_frontends(
     let old_fes = old.map_or(&[][..], |o| {
         arr_at(o, &["properties", "frontendIPConfigurations"])
     });
+    let new_fes = arr_at(body, &["properties", "frontendIPConfigurations"]).to_vec();
+    alloc.release_unkept(&named(old_fes), &named(&new_fes));
     let Some(fes) = crate::json::at_mut(body, &["properties", "frontendIPConfigurations"])
         .and_then(Value::as_array_mut)
     else {

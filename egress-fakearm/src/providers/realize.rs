@@ -106,11 +106,24 @@ pub fn check_model_capacity(
             .count();
         need.entry(pk).or_insert_with(|| (prefix.clone(), 0)).1 += missing;
     }
-    for (_, (prefix, n)) in need {
+    for (pk, (prefix, n)) in need {
         let Some(net) = prefix_net(state, &prefix) else {
             continue;
         };
-        let free = alloc.free_in(net);
+        // Addresses this scale set's instances hold from the prefix for ipConfigs the new model
+        // drops come back on upgrade.
+        let kept: Vec<String> = model_ipcs
+            .iter()
+            .filter(|i| i.public_prefix.as_deref().map(key).as_deref() == Some(pk.as_str()))
+            .map(|i| format!("{}/{}", i.nic_name, i.name).to_ascii_lowercase())
+            .collect();
+        let returning = vmss
+            .instances
+            .values()
+            .flat_map(|inst| inst.public_ips.iter())
+            .filter(|(slot, p)| p.prefix_key == pk && !kept.contains(slot))
+            .count();
+        let free = alloc.free_in(net) + returning;
         if n > free {
             return Err(ArmError::bad_request(
                 "PublicIpPrefixOutOfIpAddressesForVMScaleSet",
@@ -130,6 +143,20 @@ pub struct Realized {
     pub nics: Vec<Value>,
     /// Public addresses by `"{nic}/{ipConfig}"` (lower-case).
     pub public_ips: BTreeMap<String, InstancePublicIp>,
+}
+
+/// Builds instance `instance`'s NICs from `configs`, first freeing what the old ones held
+/// and the new ones do not keep.
+pub fn rebuild(
+    state: &State,
+    vmss_id: &str,
+    instance: u32,
+    configs: &[Value],
+    old: &Instance,
+) -> Result<Realized, ArmError> {
+    let mut alloc = Allocator::from_state(state);
+    release_unkept(&mut alloc, old, configs);
+    realize(state, &mut alloc, vmss_id, instance, configs, Some(old))
 }
 
 /// Builds instance `instance`'s NICs from `configs`.
@@ -223,6 +250,48 @@ pub fn realize(
     Ok(Realized { nics, public_ips })
 }
 
+/// `("{nic}/{ipConfig}", ipConfig)` pairs of NIC-shaped objects (configurations or realized NICs).
+fn qualified(nics: &[Value]) -> Vec<(String, &Value)> {
+    nics.iter()
+        .flat_map(|n| {
+            let nic = str_at(n, &["name"]).unwrap_or_default().to_owned();
+            arr_at(n, &["properties", "ipConfigurations"])
+                .iter()
+                .map(move |i| {
+                    (
+                        format!("{nic}/{}", str_at(i, &["name"]).unwrap_or_default()),
+                        i,
+                    )
+                })
+        })
+        .collect()
+}
+
+/// Frees what instance `old` holds that its new configuration does not keep, so a write that
+/// swaps one ipConfig for another on a full subnet or prefix is not refused.
+fn release_unkept(alloc: &mut Allocator, old: &Instance, configs: &[Value]) {
+    alloc.release_unkept(&qualified(&old.nics), &qualified(configs));
+    let wanted = qualified(configs);
+    for (slot, pip) in &old.public_ips {
+        let kept = wanted.iter().any(|(name, ipc)| {
+            let Some(public) = at(ipc, &["properties", "publicIPAddressConfiguration"]) else {
+                return false;
+            };
+            let ipc_name = str_at(ipc, &["name"]).unwrap_or_default();
+            let pip_name = str_at(public, &["name"]).unwrap_or(ipc_name);
+            let prefix = str_at(public, &["properties", "publicIPPrefix", "id"])
+                .map(key)
+                .unwrap_or_default();
+            name.eq_ignore_ascii_case(slot)
+                && prefix == pip.prefix_key
+                && crate::ids::last_segment(&pip.id).eq_ignore_ascii_case(pip_name)
+        });
+        if !kept {
+            alloc.release_public(pip.address);
+        }
+    }
+}
+
 /// Gives instances `ids` the network configuration `configs`: checks that none is busy,
 /// builds every one's NICs (all or nothing), then stores them. Returns the operation targets.
 pub fn apply_configs(
@@ -233,6 +302,9 @@ pub fn apply_configs(
     configs: &[Value],
 ) -> Result<Vec<Target>, ArmError> {
     let mut alloc = Allocator::from_state(state);
+    for inst in ids.iter().filter_map(|i| instances.get(i)) {
+        release_unkept(&mut alloc, inst, configs);
+    }
     let mut built = Vec::new();
     for i in ids {
         let inst = instances.get(i);

@@ -3,7 +3,6 @@
 
 use serde_json::{Value, json};
 
-use crate::alloc::Allocator;
 use crate::arm_error::ArmError;
 use crate::exchange::Reply;
 use crate::ids::{child_id, key};
@@ -13,7 +12,7 @@ use crate::refs;
 use crate::state::{Provider, State, Target};
 
 use super::common::{WriteCtx, accepted, decorate, got, preflight};
-use super::realize::{apply_configs, check_configs, realize};
+use super::realize::{apply_configs, check_configs, rebuild};
 
 fn parse_instance(vmss_id: &str, instance: &str) -> Result<u32, ArmError> {
     instance
@@ -180,8 +179,7 @@ pub fn put(
     let configs = refs::instance_nic_configs(&body).to_vec();
     let ipcs = refs::of_instance(&k, vmss_id, i, &body);
     check_configs(state, &inst_id, &configs, &ipcs)?;
-    let mut alloc = Allocator::from_state(state);
-    let r = realize(state, &mut alloc, vmss_id, i, &configs, Some(&old))?;
+    let r = rebuild(state, vmss_id, i, &configs, &old)?;
     let etag = state.next_etag(Provider::Compute);
     if let Some(inst) = state.vmss.get_mut(&k).and_then(|v| v.instances.get_mut(&i)) {
         inst.entry.body = body;
