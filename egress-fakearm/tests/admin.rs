@@ -138,6 +138,14 @@ async fn faults_and_latency_over_http() {
         )
         .await;
     assert_eq!(bad.status, 400);
+    let bad = c
+        .post(
+            "/_admin/faults",
+            &json!({"operation": "x", "fault": {"kind": "serverError", "status": 404}}),
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.message().contains("404"), "{}", bad.message());
 
     assert_eq!(
         c.put("/_admin/latency", &json!({"latencyMs": 250}))

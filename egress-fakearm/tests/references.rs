@@ -189,3 +189,22 @@ async fn writes_in_a_missing_resource_group_are_refused() {
         .await;
     assert_eq!((r.status, r.code()), (404, "ResourceGroupNotFound"));
 }
+
+#[tokio::test]
+async fn ipconfigs_of_one_nic_configuration_must_share_a_virtual_network() {
+    let (arm, c, ids) = setup().await;
+    let far = arm
+        .seed_vnet(common::RG, "far", "10.8.0.0/16", &[("s", "10.8.0.0/24")])
+        .unwrap()
+        .remove(0);
+    let vmss = c.get(&api(&ids.vmss, COMPUTE)).await;
+    let mut nics = model_with_ipconfig(&vmss.body, "egressgateway-a", None, None);
+    nics[0]["properties"]["ipConfigurations"][1]["properties"]["subnet"]["id"] = json!(far);
+    let r = c
+        .patch(&api(&ids.vmss, COMPUTE), &network_patch(&nics))
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "IpConfigurationsOnSameNicCannotUseDifferentVnets")
+    );
+}

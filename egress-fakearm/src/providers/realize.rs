@@ -64,7 +64,25 @@ pub fn check_configs(
             ));
         }
     }
-    rules::check_references(state, ipcs)
+    rules::check_references(state, ipcs)?;
+    // Chosen code (Azure refuses ipConfigs of one NIC in different virtual networks).
+    for nic in configs {
+        let nic_name = str_at(nic, &["name"]).unwrap_or_default();
+        let vnets: std::collections::BTreeSet<String> = ipcs
+            .iter()
+            .filter(|i| i.nic_name == nic_name)
+            .filter_map(|i| i.subnet.as_deref().and_then(super::vnet::vnet_of_subnet))
+            .collect();
+        if vnets.len() > 1 {
+            return Err(ArmError::bad_request(
+                "IpConfigurationsOnSameNicCannotUseDifferentVnets",
+                format!(
+                    "The IP configurations of network interface configuration {nic_name} of {owner} are in different virtual networks."
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A prefix's network.
