@@ -50,7 +50,7 @@ pub async fn handle(shared: &Shared, req: &Req) -> Reply {
         .as_ref()
         .and_then(|b| crate::json::str_at(b, &["error", "code"]))
         .map(str::to_owned);
-    state.requests.push(RequestRecord {
+    state.log_request(RequestRecord {
         at_ms,
         method: req.method.to_string(),
         path: req.path.clone(),

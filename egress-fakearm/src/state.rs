@@ -2,7 +2,7 @@
 //! script, the request log and the counters. Everything is mutated under one mutex by
 //! synchronous handlers, so every request sees and leaves a consistent cloud.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -10,6 +10,9 @@ use serde_json::Value;
 use crate::arm_error::ArmError;
 use crate::faults::FaultRule;
 use crate::log::{Counts, RequestRecord};
+
+/// Requests the log keeps by default: enough for any test, bounded for long benches.
+pub const DEFAULT_REQUEST_LOG_LIMIT: usize = 100_000;
 
 /// The two resource providers the fake serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,8 +204,10 @@ pub struct State {
     pub latency: Duration,
     /// The fault script, in match order.
     pub faults: Vec<FaultRule>,
-    /// The request log.
-    pub requests: Vec<RequestRecord>,
+    /// The request log, oldest first, at most `request_log_limit` entries.
+    pub requests: VecDeque<RequestRecord>,
+    /// How many requests the log keeps (the oldest go first); counts are never dropped.
+    pub request_log_limit: usize,
     /// Calls per operation.
     pub counts: Counts,
     /// ipConfigs made by seeds (keys of their ids), so leftovers can tell them from ours.
@@ -229,12 +234,24 @@ impl State {
             operations: BTreeMap::new(),
             latency,
             faults: Vec::new(),
-            requests: Vec::new(),
+            requests: VecDeque::new(),
+            request_log_limit: DEFAULT_REQUEST_LOG_LIMIT,
             counts: Counts::default(),
             seeded_ip_configs: BTreeSet::new(),
             seq: 0,
             started: Instant::now(),
         }
+    }
+
+    /// Appends to the request log, dropping the oldest entry when it is full.
+    pub fn log_request(&mut self, record: RequestRecord) {
+        if self.request_log_limit == 0 {
+            return;
+        }
+        while self.requests.len() >= self.request_log_limit {
+            self.requests.pop_front();
+        }
+        self.requests.push_back(record);
     }
 
     /// A fresh pseudo-random GUID (deterministic per fake, unique within it).

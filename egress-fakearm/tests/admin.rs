@@ -228,3 +228,27 @@ async fn leftovers_list_what_a_controller_made_until_it_is_removed() {
     c.write_ok(Method::DELETE, &api(&ids.lb, NET), None).await;
     assert!(arm.leftovers().is_empty(), "{:?}", arm.leftovers());
 }
+
+#[tokio::test]
+async fn the_request_log_keeps_the_newest_entries_but_counts_keep_all() {
+    let arm = FakeArm::start(FakeArmOptions {
+        request_log_limit: 3,
+        ..FakeArmOptions::default()
+    })
+    .await
+    .unwrap();
+    arm.seed_prefix("rg", "p", 31).unwrap();
+    let c = Client::new(&arm);
+    let path = format!(
+        "/subscriptions/{}/resourceGroups/rg/providers/Microsoft.Network/publicIPPrefixes/p",
+        arm.subscription()
+    );
+    for _ in 0..5 {
+        c.get(&api(&path, NET)).await;
+    }
+    c.get(&path).await;
+    let log = arm.requests();
+    assert_eq!(log.len(), 3);
+    assert_eq!(log[2].status, 400, "the newest entry is last");
+    assert_eq!(arm.counts().calls("PublicIPPrefixes_Get"), 6);
+}

@@ -135,3 +135,22 @@ async fn latency_can_be_changed_while_running() {
         "InProgress"
     );
 }
+
+#[tokio::test]
+async fn the_handle_waits_for_running_operations() {
+    let (arm, c, ids) = setup_with(LATENCY).await;
+    let start = Instant::now();
+    c.put(&api(&ids.lb, NET), &lb_body(&ids, &[])).await;
+    assert_eq!(arm.operations_in_progress(), 1);
+    assert!(
+        !arm.wait_for_operations(Duration::from_millis(50)).await,
+        "not within 50 ms"
+    );
+    assert!(arm.wait_for_operations(Duration::from_secs(5)).await);
+    assert!(start.elapsed() >= LATENCY);
+    assert_eq!(arm.operations_in_progress(), 0);
+    assert_eq!(
+        arm.resource(&ids.lb).unwrap()["properties"]["provisioningState"],
+        "Succeeded"
+    );
+}

@@ -63,6 +63,7 @@ async fn main() -> anyhow::Result<()> {
         latency: args.latency,
         subscription: args.subscription,
         location: args.location,
+        ..FakeArmOptions::default()
     })
     .await?;
     if let Some(path) = &args.seed {
