@@ -252,3 +252,23 @@ async fn the_request_log_keeps_the_newest_entries_but_counts_keep_all() {
     assert_eq!(log[2].status, 400, "the newest entry is last");
     assert_eq!(arm.counts().calls("PublicIPPrefixes_Get"), 6);
 }
+
+#[tokio::test]
+async fn dropping_the_handle_stops_the_server() {
+    let arm = FakeArm::start(FakeArmOptions::default()).await.unwrap();
+    let addr = arm.local_addr();
+    assert!(tokio::net::TcpStream::connect(addr).await.is_ok());
+    drop(arm);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        tokio::task::yield_now().await;
+        if tokio::net::TcpStream::connect(addr).await.is_err() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still listening after drop"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
