@@ -286,7 +286,7 @@ impl State {
         match target {
             Target::Resource(kind, key) => match kind {
                 Kind::Vmss => self.vmss.get_mut(key).map(|v| &mut v.entry),
-                _ => self.map_mut(*kind).get_mut(key),
+                _ => self.map_mut(*kind)?.get_mut(key),
             },
             Target::Instance(vmss, id) => self
                 .vmss
@@ -296,16 +296,17 @@ impl State {
         }
     }
 
-    /// The map holding entries of a kind (scale sets are held apart, with their instances;
-    /// for `Kind::Vmss` this returns the virtual machines' map, which callers never ask for).
-    pub fn map_mut(&mut self, kind: Kind) -> &mut BTreeMap<String, Entry> {
+    /// The map holding entries of a kind; `None` for scale sets, which are held apart with
+    /// their instances.
+    pub fn map_mut(&mut self, kind: Kind) -> Option<&mut BTreeMap<String, Entry>> {
         match kind {
-            Kind::VirtualNetwork => &mut self.vnets,
-            Kind::VirtualMachine | Kind::Vmss => &mut self.vms,
-            Kind::Nic => &mut self.nics,
-            Kind::LoadBalancer => &mut self.lbs,
-            Kind::PublicIpPrefix => &mut self.prefixes,
-            Kind::PublicIp => &mut self.pips,
+            Kind::VirtualNetwork => Some(&mut self.vnets),
+            Kind::VirtualMachine => Some(&mut self.vms),
+            Kind::Nic => Some(&mut self.nics),
+            Kind::LoadBalancer => Some(&mut self.lbs),
+            Kind::PublicIpPrefix => Some(&mut self.prefixes),
+            Kind::PublicIp => Some(&mut self.pips),
+            Kind::Vmss => None,
         }
     }
 
@@ -352,7 +353,9 @@ impl State {
                 self.vmss.remove(key);
             }
             Target::Resource(kind, key) => {
-                self.map_mut(*kind).remove(key);
+                if let Some(map) = self.map_mut(*kind) {
+                    map.remove(key);
+                }
             }
             Target::Instance(vmss, id) => {
                 if let Some(v) = self.vmss.get_mut(vmss) {
