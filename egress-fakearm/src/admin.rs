@@ -62,12 +62,15 @@ pub fn handle(shared: &Shared, default_sub: &str, req: &Req) -> Reply {
             Reply::ok(serde_json::to_value(&state.faults).unwrap_or(Value::Null))
         }
         ("POST", "/_admin/faults") => match serde_json::from_slice::<FaultBody>(&req.body) {
-            Ok(FaultBody::Many(rules)) => {
+            Ok(body) => {
+                let rules = match body {
+                    FaultBody::Many(rules) => rules,
+                    FaultBody::One(rule) => vec![rule],
+                };
+                if let Some(msg) = rules.iter().find_map(invalid_rule) {
+                    return bad(msg);
+                }
                 state.faults.extend(rules);
-                Reply::ok(serde_json::to_value(&state.faults).unwrap_or(Value::Null))
-            }
-            Ok(FaultBody::One(rule)) => {
-                state.faults.push(rule);
                 Reply::ok(serde_json::to_value(&state.faults).unwrap_or(Value::Null))
             }
             Err(e) => bad(format!(
@@ -99,6 +102,25 @@ pub fn handle(shared: &Shared, default_sub: &str, req: &Req) -> Reply {
                 json!({"error": {"code": "NotFound", "message": format!("No admin endpoint {} {path}.", req.method)}}),
             ),
         },
+    }
+}
+
+/// Why a fault rule cannot be used, if it cannot.
+fn invalid_rule(rule: &FaultRule) -> Option<String> {
+    if rule.operation.is_empty() {
+        return Some("a fault rule needs an operation name (or \"*\")".into());
+    }
+    match &rule.fault {
+        crate::faults::Fault::ServerError { status, .. } if !(500..=599).contains(status) => {
+            Some(format!("serverError status {status} is not a 5xx status"))
+        }
+        crate::faults::Fault::Conflict { code }
+        | crate::faults::Fault::FailOperation { code, .. }
+            if code.is_empty() =>
+        {
+            Some("conflict and failOperation faults need an error code".into())
+        }
+        _ => None,
     }
 }
 

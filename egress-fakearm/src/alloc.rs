@@ -231,44 +231,6 @@ pub fn subnet_prefix(state: &State, subnet_id: &str) -> Option<Ipv4Net> {
     str_at(subnet, &["properties", "addressPrefix"]).and_then(|s| s.parse().ok())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn private_addresses_skip_azure_reserved_ones() {
-        let mut a = Allocator::default();
-        let net: Ipv4Net = "10.0.1.0/29".parse().unwrap_or_default();
-        assert_eq!(a.private("s", net).ok(), Some(Ipv4Addr::new(10, 0, 1, 4)));
-        assert_eq!(a.private("s", net).ok(), Some(Ipv4Addr::new(10, 0, 1, 5)));
-        assert_eq!(a.private("s", net).ok(), Some(Ipv4Addr::new(10, 0, 1, 6)));
-        assert_eq!(
-            a.private("s", net).map_err(|e| e.code),
-            Err("SubnetIsFull".to_owned())
-        );
-    }
-
-    #[test]
-    fn prefixes_and_standalone_addresses_do_not_overlap() {
-        let mut a = Allocator::default();
-        let p1 = a.prefix_block(30).unwrap_or_default();
-        let p2 = a.prefix_block(28).unwrap_or_default();
-        assert_eq!(p1.to_string(), "192.0.2.0/30");
-        assert_eq!(p2.to_string(), "192.0.2.16/28");
-        assert_eq!(
-            a.standalone_public().ok(),
-            Some(Ipv4Addr::new(203, 0, 113, 255))
-        );
-        for _ in 0..4 {
-            assert!(a.public_in("p", p1, "X").is_ok());
-        }
-        assert_eq!(
-            a.public_in("p", p1, "X").map_err(|e| e.code),
-            Err("X".to_owned())
-        );
-    }
-}
-
 /// Gives an ipConfig-shaped object (`properties.subnet`, `privateIPAllocationMethod`,
 /// `privateIPAddress`) its private address: a static one is claimed as given; a dynamic one
 /// keeps the address of `old` (the same ipConfig before this write) when the subnet is
@@ -337,8 +299,87 @@ pub fn assign_private(
 }
 
 impl Allocator {
+    /// Frees the private addresses of the `old` ipConfigs (by name) that a write does not keep:
+    /// those whose name is gone from `new`, whose subnet changed, or that now ask for another
+    /// static address. Kept ones stay claimed, so nothing else can take them meanwhile.
+    pub fn release_unkept(&mut self, old: &[(String, &Value)], new: &[(String, &Value)]) {
+        for (name, o) in old {
+            let subnet = str_at(o, &["properties", "subnet", "id"]).map(key);
+            let addr: Option<Ipv4Addr> =
+                str_at(o, &["properties", "privateIPAddress"]).and_then(|s| s.parse().ok());
+            let (Some(subnet), Some(addr)) = (subnet, addr) else {
+                continue;
+            };
+            let kept = new.iter().any(|(n, v)| {
+                let same_subnet = str_at(v, &["properties", "subnet", "id"])
+                    .map(key)
+                    .as_deref()
+                    == Some(&subnet);
+                let method =
+                    str_at(v, &["properties", "privateIPAllocationMethod"]).unwrap_or("Dynamic");
+                let same_addr = !method.eq_ignore_ascii_case("Static")
+                    || str_at(v, &["properties", "privateIPAddress"]).and_then(|s| s.parse().ok())
+                        == Some(addr);
+                n.eq_ignore_ascii_case(name) && same_subnet && same_addr
+            });
+            if !kept && let Some(used) = self.private.get_mut(&subnet) {
+                used.remove(&addr);
+            }
+        }
+    }
+
+    /// Frees a public address (an instance's, when its ipConfig or prefix goes away).
+    pub fn release_public(&mut self, addr: Ipv4Addr) {
+        self.public.remove(&addr);
+    }
+
     /// Addresses of a public network not yet taken.
     pub fn free_in(&self, net: Ipv4Net) -> usize {
         net.hosts_all().filter(|a| !self.public.contains(a)).count()
+    }
+}
+
+/// `(name, ipConfig)` pairs of a list of named ipConfig-shaped objects.
+pub fn named(list: &[Value]) -> Vec<(String, &Value)> {
+    list.iter()
+        .map(|v| (str_at(v, &["name"]).unwrap_or_default().to_owned(), v))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_addresses_skip_azure_reserved_ones() {
+        let mut a = Allocator::default();
+        let net: Ipv4Net = "10.0.1.0/29".parse().unwrap_or_default();
+        assert_eq!(a.private("s", net).ok(), Some(Ipv4Addr::new(10, 0, 1, 4)));
+        assert_eq!(a.private("s", net).ok(), Some(Ipv4Addr::new(10, 0, 1, 5)));
+        assert_eq!(a.private("s", net).ok(), Some(Ipv4Addr::new(10, 0, 1, 6)));
+        assert_eq!(
+            a.private("s", net).map_err(|e| e.code),
+            Err("SubnetIsFull".to_owned())
+        );
+    }
+
+    #[test]
+    fn prefixes_and_standalone_addresses_do_not_overlap() {
+        let mut a = Allocator::default();
+        let p1 = a.prefix_block(30).unwrap_or_default();
+        let p2 = a.prefix_block(28).unwrap_or_default();
+        assert_eq!(p1.to_string(), "192.0.2.0/30");
+        assert_eq!(p2.to_string(), "192.0.2.16/28");
+        assert_eq!(
+            a.standalone_public().ok(),
+            Some(Ipv4Addr::new(203, 0, 113, 255))
+        );
+        for _ in 0..4 {
+            assert!(a.public_in("p", p1, "X").is_ok());
+        }
+        assert_eq!(
+            a.public_in("p", p1, "X").map_err(|e| e.code),
+            Err("X".to_owned())
+        );
     }
 }

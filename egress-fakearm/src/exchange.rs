@@ -94,7 +94,7 @@ impl Reply {
 
     /// An ARM list: `{"value": [...]}`.
     pub fn list(items: Vec<Value>) -> Self {
-        Self::ok(serde_json::json!({ "value": items }))
+        Self::ok(serde_json::json!({ "value": Value::Array(items) }))
     }
 
     /// Adds a header.

@@ -13,7 +13,7 @@
 //! - a prefix of length L holds 2^(32-L) addresses; a public IP serves one ipConfig;
 //! - a scale-set model write changes no instance until `manualupgrade` or the instance's update
 //!   (`latestModelApplied`);
-//! - ETags change on every write; `If-Match` / `If-None-Match` failures answer 412;
+//! - `ETags` change on every write; `If-Match` / `If-None-Match` failures answer 412;
 //! - writes are long-running (`Azure-AsyncOperation`, `Location`, `Updating` then `Succeeded`
 //!   after the configured latency), and a second write on a busy resource answers 409;
 //! - `api-version` is checked per provider and every ARM call needs a bearer token.
@@ -39,9 +39,35 @@
 //! From a shell (the binary prints its base URL, then logs one line per request):
 //!
 //! ```text
-//! cargo run -p egress-fakearm --bin fake-arm -- --listen 127.0.0.1:8899 --latency 2s --seed seed.json
+//! cargo run -p egress-fakearm --bin fake-arm -- --listen 127.0.0.1:8899 --latency 2s --seed egress-fakearm/seed.example.json
 //! curl -s localhost:8899/_admin/state
 //! ```
+//!
+//! # Admin API
+//!
+//! JSON under `/_admin`, no authentication:
+//!
+//! | call | does |
+//! |---|---|
+//! | `POST /_admin/seed` | applies a [`Seed`] (the format of `--seed` and `seed.example.json`) |
+//! | `GET /_admin/state` | every resource as its GET answers, instances, operations, faults |
+//! | `GET /_admin/requests` | the request log: method, path, api-version, operation, status, error code, body |
+//! | `GET /_admin/counts` | calls per operation by status, with read / write / poll totals |
+//! | `GET /_admin/leftovers` | what is there beyond the seeds ([`Leftovers`]) |
+//! | `POST /_admin/faults` | appends one [`FaultRule`] or a list; `GET` shows, `DELETE` clears |
+//! | `PUT /_admin/latency` | `{"latencyMs": 2000}`: the operation latency of later writes |
+//! | `POST /_admin/reset-counts` | clears the counts and the request log |
+//!
+//! A fault rule, e.g. the next two load-balancer PUTs throttled:
+//!
+//! ```json
+//! {"operation": "LoadBalancers_CreateOrUpdate", "pathContains": "kubeegressgateway-ilb",
+//!  "times": 2, "fault": {"kind": "throttle", "retryAfterSeconds": 3}}
+//! ```
+//!
+//! Kinds: `throttle {retryAfterSeconds}`, `conflict {code}`, `serverError {status, code?}`,
+//! `appliedThenError`, `slow {extraMs}`, `failOperation {code, message?}`. `operation` is
+//! Azure's operationId or `*`; without `times` a rule applies to every matching call.
 
 pub mod admin;
 pub mod alloc;

@@ -24,8 +24,10 @@ pub fn lock(shared: &Shared) -> MutexGuard<'_, State> {
 
 /// Answers one ARM request.
 pub async fn handle(shared: &Shared, req: &Req) -> Reply {
-    let mut operation = "Unknown";
-    let mut kind = CallKind::Read;
+    // Refused calls are logged and counted under their operation when the path names one.
+    let (mut operation, mut kind) = Route::parse(&req.path)
+        .and_then(|r| r.operation(&req.method).ok())
+        .unwrap_or(("Unknown", CallKind::Read));
     let mut fault_name = None;
     let reply = match prepare(req) {
         Err(e) => Reply::error(&e),
@@ -48,7 +50,7 @@ pub async fn handle(shared: &Shared, req: &Req) -> Reply {
         .as_ref()
         .and_then(|b| crate::json::str_at(b, &["error", "code"]))
         .map(str::to_owned);
-    state.requests.push(RequestRecord {
+    state.log_request(RequestRecord {
         at_ms,
         method: req.method.to_string(),
         path: req.path.clone(),

@@ -52,15 +52,15 @@ pub fn check_references(state: &State, ipcs: &[IpConfigRef]) -> Result<(), ArmEr
         if let Some(r) = ipc.lb_refs().find(|r| !lb_child_exists(state, r)) {
             return Err(ArmError::invalid_reference(r, &ipc.id));
         }
-        if let Some(p) = &ipc.public_ip {
-            if !state.pips.contains_key(&key(p)) {
-                return Err(ArmError::invalid_reference(p, &ipc.id));
-            }
+        if let Some(p) = &ipc.public_ip
+            && !state.pips.contains_key(&key(p))
+        {
+            return Err(ArmError::invalid_reference(p, &ipc.id));
         }
-        if let Some(p) = &ipc.public_prefix {
-            if !state.prefixes.contains_key(&key(p)) {
-                return Err(ArmError::invalid_reference(p, &ipc.id));
-            }
+        if let Some(p) = &ipc.public_prefix
+            && !state.prefixes.contains_key(&key(p))
+        {
+            return Err(ArmError::invalid_reference(p, &ipc.id));
         }
     }
     Ok(())

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::alloc::{Allocator, assign_private};
 use crate::error::FakeArmError;
@@ -327,25 +327,15 @@ fn prefix(state: &mut State, sub: &str, p: &PrefixSeed) -> Result<SeededPrefix, 
     })
 }
 
-fn vmss_pool(state: &mut State, sub: &str, p: &VmssPoolSeed) -> Result<SeededVmss, FakeArmError> {
-    add_rg(state, sub, &p.resource_group)?;
-    let id = resource_id(
-        sub,
-        &p.resource_group,
-        "Microsoft.Compute",
-        "virtualMachineScaleSets",
-        &p.name,
-    );
-    let k = key(&id);
-    if state.vmss.contains_key(&k) {
-        return Err(refuse(format!("scale set {id} exists already")));
-    }
-    let subnet = subnet_id(sub, &p.resource_group, &p.subnet);
-    if crate::providers::vnet::find_subnet(state, &subnet).is_none() {
-        return Err(refuse(format!(
-            "subnet {subnet} of scale set {id} is not seeded"
-        )));
-    }
+/// The model of a seeded scale set, shaped as AKS writes one (user-assigned identity,
+/// extensions, empty lists), so clients meet the awkward parts of real bodies.
+fn vmss_model(
+    state: &mut State,
+    sub: &str,
+    p: &VmssPoolSeed,
+    id: &str,
+    subnet: &str,
+) -> (Value, String) {
     let unique_id = p.unique_id.clone().unwrap_or_else(|| state.next_guid());
     let nic = p.nic_config_name.clone().unwrap_or_else(|| p.name.clone());
     let ipc = p
@@ -418,6 +408,29 @@ fn vmss_pool(state: &mut State, sub: &str, p: &VmssPoolSeed) -> Result<SeededVms
             },
         }
     });
+    (body, unique_id)
+}
+
+fn vmss_pool(state: &mut State, sub: &str, p: &VmssPoolSeed) -> Result<SeededVmss, FakeArmError> {
+    add_rg(state, sub, &p.resource_group)?;
+    let id = resource_id(
+        sub,
+        &p.resource_group,
+        "Microsoft.Compute",
+        "virtualMachineScaleSets",
+        &p.name,
+    );
+    let k = key(&id);
+    if state.vmss.contains_key(&k) {
+        return Err(refuse(format!("scale set {id} exists already")));
+    }
+    let subnet = subnet_id(sub, &p.resource_group, &p.subnet);
+    if crate::providers::vnet::find_subnet(state, &subnet).is_none() {
+        return Err(refuse(format!(
+            "subnet {subnet} of scale set {id} is not seeded"
+        )));
+    }
+    let (body, unique_id) = vmss_model(state, sub, p, &id, &subnet);
     let mut alloc = Allocator::from_state(state);
     let configs = refs::model_nic_configs(&body).to_vec();
     let mut instances = BTreeMap::new();

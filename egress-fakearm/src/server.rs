@@ -37,6 +37,8 @@ pub struct FakeArmOptions {
     pub subscription: String,
     /// The region of seeded resources and status URLs.
     pub location: String,
+    /// How many requests the log keeps (the oldest are dropped first; counts keep everything).
+    pub request_log_limit: usize,
 }
 
 impl Default for FakeArmOptions {
@@ -46,6 +48,7 @@ impl Default for FakeArmOptions {
             latency: Duration::ZERO,
             subscription: "00000000-0000-0000-0000-000000000001".to_owned(),
             location: "westus".to_owned(),
+            request_log_limit: crate::state::DEFAULT_REQUEST_LOG_LIMIT,
         }
     }
 }
@@ -70,10 +73,9 @@ impl FakeArm {
                     source,
                 })?;
         let addr = listener.local_addr().map_err(FakeArmError::LocalAddr)?;
-        let shared: Shared = Arc::new(Mutex::new(State::new(
-            options.location.clone(),
-            options.latency,
-        )));
+        let mut state = State::new(options.location.clone(), options.latency);
+        state.request_log_limit = options.request_log_limit;
+        let shared: Shared = Arc::new(Mutex::new(state));
         let task = tokio::spawn(serve(
             listener,
             shared.clone(),
@@ -202,7 +204,7 @@ impl FakeArm {
 
     /// The request log.
     pub fn requests(&self) -> Vec<RequestRecord> {
-        lock(&self.shared).requests.clone()
+        lock(&self.shared).requests.iter().cloned().collect()
     }
 
     /// Calls per operation, with read / write / poll totals.
@@ -239,7 +241,35 @@ impl FakeArm {
         Leftovers::of(&state)
     }
 
-    /// True while some operation has not settled.
+    /// Waits until every operation started so far has settled, or `timeout` has passed;
+    /// returns whether they all settled.
+    pub async fn wait_for_operations(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let last = lock(&self.shared)
+                .operations
+                .values()
+                .filter(|o| !o.settled)
+                .map(|o| o.until)
+                .max();
+            let now = Instant::now();
+            match last {
+                Some(until) if until > now => {
+                    if until > deadline {
+                        tokio::time::sleep(deadline.saturating_duration_since(now)).await;
+                        return false;
+                    }
+                    tokio::time::sleep(until - now).await;
+                }
+                _ => {
+                    lock(&self.shared).settle(Instant::now());
+                    return true;
+                }
+            }
+        }
+    }
+
+    /// The number of operations that have not settled.
     pub fn operations_in_progress(&self) -> usize {
         let now = Instant::now();
         lock(&self.shared)
@@ -362,16 +392,16 @@ fn decode(s: &str) -> String {
 fn to_response(reply: Reply) -> Response<Full<Bytes>> {
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut builder = Response::builder().status(status);
-    for (k, v) in &reply.headers {
-        builder = builder.header(k.as_str(), v.as_str());
+    for (k, v) in reply.headers {
+        builder = builder.header(k, v);
     }
-    let body = match &reply.body {
+    let body = match reply.body {
         Some(v) => {
             builder = builder.header(
                 http::header::CONTENT_TYPE,
                 "application/json; charset=utf-8",
             );
-            Bytes::from(serde_json::to_vec(v).unwrap_or_default())
+            Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
         }
         None => Bytes::new(),
     };

@@ -2,7 +2,7 @@
 //! script, the request log and the counters. Everything is mutated under one mutex by
 //! synchronous handlers, so every request sees and leaves a consistent cloud.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -10,6 +10,9 @@ use serde_json::Value;
 use crate::arm_error::ArmError;
 use crate::faults::FaultRule;
 use crate::log::{Counts, RequestRecord};
+
+/// Requests the log keeps by default: enough for any test, bounded for long benches.
+pub const DEFAULT_REQUEST_LOG_LIMIT: usize = 100_000;
 
 /// The two resource providers the fake serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +55,7 @@ pub enum Provisioning {
 pub struct Entry {
     /// The body, keeping every field a client sent that the fake does not model.
     pub body: Value,
-    /// The current ETag (changes on every write).
+    /// The current `ETag` (changes on every write).
     pub etag: String,
     /// Life-cycle state.
     pub provisioning: Provisioning,
@@ -201,13 +204,15 @@ pub struct State {
     pub latency: Duration,
     /// The fault script, in match order.
     pub faults: Vec<FaultRule>,
-    /// The request log.
-    pub requests: Vec<RequestRecord>,
+    /// The request log, oldest first, at most `request_log_limit` entries.
+    pub requests: VecDeque<RequestRecord>,
+    /// How many requests the log keeps (the oldest go first); counts are never dropped.
+    pub request_log_limit: usize,
     /// Calls per operation.
     pub counts: Counts,
     /// ipConfigs made by seeds (keys of their ids), so leftovers can tell them from ours.
     pub seeded_ip_configs: BTreeSet<String>,
-    /// A counter feeding ETags, GUIDs and operation ids.
+    /// A counter feeding `ETags`, GUIDs and operation ids.
     pub seq: u64,
     /// When the fake started (request log times are relative to it).
     pub started: Instant,
@@ -229,12 +234,24 @@ impl State {
             operations: BTreeMap::new(),
             latency,
             faults: Vec::new(),
-            requests: Vec::new(),
+            requests: VecDeque::new(),
+            request_log_limit: DEFAULT_REQUEST_LOG_LIMIT,
             counts: Counts::default(),
             seeded_ip_configs: BTreeSet::new(),
             seq: 0,
             started: Instant::now(),
         }
+    }
+
+    /// Appends to the request log, dropping the oldest entry when it is full.
+    pub fn log_request(&mut self, record: RequestRecord) {
+        if self.request_log_limit == 0 {
+            return;
+        }
+        while self.requests.len() >= self.request_log_limit {
+            self.requests.pop_front();
+        }
+        self.requests.push_back(record);
     }
 
     /// A fresh pseudo-random GUID (deterministic per fake, unique within it).
@@ -252,7 +269,7 @@ impl State {
         )
     }
 
-    /// A fresh ETag in the provider's style: network resources use weak GUID tags
+    /// A fresh `ETag` in the provider's style: network resources use weak GUID tags
     /// (`W/"…"`), compute resources quoted counters (`"7"`), as in Azure's examples.
     pub fn next_etag(&mut self, provider: Provider) -> String {
         match provider {
@@ -269,7 +286,7 @@ impl State {
         match target {
             Target::Resource(kind, key) => match kind {
                 Kind::Vmss => self.vmss.get_mut(key).map(|v| &mut v.entry),
-                _ => self.map_mut(*kind).get_mut(key),
+                _ => self.map_mut(*kind)?.get_mut(key),
             },
             Target::Instance(vmss, id) => self
                 .vmss
@@ -279,16 +296,17 @@ impl State {
         }
     }
 
-    /// The map holding entries of a kind (scale sets are held apart, with their instances;
-    /// for `Kind::Vmss` this returns the virtual machines' map, which callers never ask for).
-    pub fn map_mut(&mut self, kind: Kind) -> &mut BTreeMap<String, Entry> {
+    /// The map holding entries of a kind; `None` for scale sets, which are held apart with
+    /// their instances.
+    pub fn map_mut(&mut self, kind: Kind) -> Option<&mut BTreeMap<String, Entry>> {
         match kind {
-            Kind::VirtualNetwork => &mut self.vnets,
-            Kind::VirtualMachine | Kind::Vmss => &mut self.vms,
-            Kind::Nic => &mut self.nics,
-            Kind::LoadBalancer => &mut self.lbs,
-            Kind::PublicIpPrefix => &mut self.prefixes,
-            Kind::PublicIp => &mut self.pips,
+            Kind::VirtualNetwork => Some(&mut self.vnets),
+            Kind::VirtualMachine => Some(&mut self.vms),
+            Kind::Nic => Some(&mut self.nics),
+            Kind::LoadBalancer => Some(&mut self.lbs),
+            Kind::PublicIpPrefix => Some(&mut self.prefixes),
+            Kind::PublicIp => Some(&mut self.pips),
+            Kind::Vmss => None,
         }
     }
 
@@ -335,7 +353,9 @@ impl State {
                 self.vmss.remove(key);
             }
             Target::Resource(kind, key) => {
-                self.map_mut(*kind).remove(key);
+                if let Some(map) = self.map_mut(*kind) {
+                    map.remove(key);
+                }
             }
             Target::Instance(vmss, id) => {
                 if let Some(v) = self.vmss.get_mut(vmss) {

@@ -1,6 +1,7 @@
 //! `fake-arm`: the fake Azure Resource Manager server as a process, for the local demo and
 //! end-to-end tests. Prints its base URL, then logs one line per request (never a header).
 
+use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -48,7 +49,10 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
+    // Logs go to stderr: stdout carries only the base URL, for scripts to read.
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
@@ -59,6 +63,7 @@ async fn main() -> anyhow::Result<()> {
         latency: args.latency,
         subscription: args.subscription,
         location: args.location,
+        ..FakeArmOptions::default()
     })
     .await?;
     if let Some(path) = &args.seed {

@@ -35,7 +35,7 @@ pub fn require_rg(state: &State, id: &str) -> Result<(), ArmError> {
     ))
 }
 
-/// The stored body with its ETag and provisioning state filled in.
+/// The stored body with its `ETag` and provisioning state filled in.
 pub fn decorate(entry: &Entry) -> Value {
     let mut body = entry.body.clone();
     set_at(&mut body, &["etag"], json!(entry.etag));
@@ -116,11 +116,18 @@ pub fn commit(
 ) -> Reply {
     let k = key(id);
     let etag = state.next_etag(provider);
-    let existing = state.map_mut(kind).get(&k).map(|e| e.seeded);
+    let Some(map) = state.map_mut(kind) else {
+        // Scale sets are committed by their own handler, never through here.
+        let e = ArmError::new(
+            500,
+            "InternalServerError",
+            format!("{id} cannot be stored as a plain resource."),
+        );
+        return Reply::error(&e);
+    };
+    let existing = map.get(&k).map(|e| e.seeded);
     let created = existing.is_none();
-    state
-        .map_mut(kind)
-        .insert(k.clone(), Entry::new(body, etag, existing.unwrap_or(false)));
+    map.insert(k.clone(), Entry::new(body, etag, existing.unwrap_or(false)));
     let op = lro::start(
         state,
         provider,

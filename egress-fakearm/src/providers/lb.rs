@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::alloc::{Allocator, assign_private};
+use crate::alloc::{Allocator, assign_private, named};
 use crate::arm_error::ArmError;
 use crate::exchange::Reply;
 use crate::ids::{child_id, key};
@@ -303,6 +303,8 @@ fn build_frontends(
     let old_fes = old.map_or(&[][..], |o| {
         arr_at(o, &["properties", "frontendIPConfigurations"])
     });
+    let new_fes = arr_at(body, &["properties", "frontendIPConfigurations"]).to_vec();
+    alloc.release_unkept(&named(old_fes), &named(&new_fes));
     let Some(fes) = crate::json::at_mut(body, &["properties", "frontendIPConfigurations"])
         .and_then(Value::as_array_mut)
     else {
@@ -310,20 +312,20 @@ fn build_frontends(
     };
     for fe in fes {
         let fid = str_at(fe, &["id"]).unwrap_or(id).to_owned();
-        if let Some(subnet) = str_at(fe, &["properties", "subnet", "id"]) {
-            if super::vnet::find_subnet(state, subnet).is_none() {
-                return Err(ArmError::invalid_reference(subnet, &fid));
-            }
+        if let Some(subnet) = str_at(fe, &["properties", "subnet", "id"])
+            && super::vnet::find_subnet(state, subnet).is_none()
+        {
+            return Err(ArmError::invalid_reference(subnet, &fid));
         }
-        if let Some(p) = str_at(fe, &["properties", "publicIPAddress", "id"]) {
-            if !state.pips.contains_key(&key(p)) {
-                return Err(ArmError::invalid_reference(p, &fid));
-            }
+        if let Some(p) = str_at(fe, &["properties", "publicIPAddress", "id"])
+            && !state.pips.contains_key(&key(p))
+        {
+            return Err(ArmError::invalid_reference(p, &fid));
         }
-        if let Some(p) = str_at(fe, &["properties", "publicIPPrefix", "id"]) {
-            if !state.prefixes.contains_key(&key(p)) {
-                return Err(ArmError::invalid_reference(p, &fid));
-            }
+        if let Some(p) = str_at(fe, &["properties", "publicIPPrefix", "id"])
+            && !state.prefixes.contains_key(&key(p))
+        {
+            return Err(ArmError::invalid_reference(p, &fid));
         }
         let name = str_at(fe, &["name"]).unwrap_or_default().to_owned();
         let old_fe = old_fes

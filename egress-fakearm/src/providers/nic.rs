@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::alloc::{Allocator, assign_private};
+use crate::alloc::{Allocator, assign_private, named};
 use crate::arm_error::ArmError;
 use crate::exchange::Reply;
 use crate::ids::{child_id, key};
@@ -103,6 +103,7 @@ pub fn build(
     rules::check_public_ip_single_use(state, &Holder::Nic(k), &new_refs)?;
     let mut alloc = Allocator::from_state(state);
     let old_ipcs = old.map_or(&[][..], |o| arr_at(o, &["properties", "ipConfigurations"]));
+    alloc.release_unkept(&named(old_ipcs), &named(&ipcs_in));
     let mut out = Vec::with_capacity(ipcs_in.len());
     for mut ipc in ipcs_in {
         let name = ipc

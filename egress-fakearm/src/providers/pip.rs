@@ -96,29 +96,24 @@ pub fn put(state: &mut State, ctx: &WriteCtx<'_>, id: &str) -> Result<Reply, Arm
         }
         None => None,
     };
-    let address = match &existing {
-        Some(old) => {
-            let old_prefix = str_at(&old.body, &["properties", "publicIPPrefix", "id"]).map(key);
-            if old_prefix != prefix.as_deref().map(key) {
-                return Err(ArmError::bad_request(
-                    "PropertyChangeNotAllowed",
-                    format!("Changing property 'publicIPPrefix' of {id} is not allowed."),
-                ));
-            }
-            str_at(&old.body, &["properties", "ipAddress"])
-                .unwrap_or_default()
-                .to_owned()
+    let address = if let Some(old) = &existing {
+        let old_prefix = str_at(&old.body, &["properties", "publicIPPrefix", "id"]).map(key);
+        if old_prefix != prefix.as_deref().map(key) {
+            return Err(ArmError::bad_request(
+                "PropertyChangeNotAllowed",
+                format!("Changing property 'publicIPPrefix' of {id} is not allowed."),
+            ));
         }
-        None => {
-            let mut alloc = Allocator::from_state(state);
-            match (&prefix, prefix_net) {
-                (Some(p), Some(net)) => {
-                    alloc.public_in(p, net, "PublicIpPrefixOutOfIpAddresses")?
-                }
-                _ => alloc.standalone_public()?,
-            }
-            .to_string()
+        str_at(&old.body, &["properties", "ipAddress"])
+            .unwrap_or_default()
+            .to_owned()
+    } else {
+        let mut alloc = Allocator::from_state(state);
+        match (&prefix, prefix_net) {
+            (Some(p), Some(net)) => alloc.public_in(p, net, "PublicIpPrefixOutOfIpAddresses")?,
+            _ => alloc.standalone_public()?,
         }
+        .to_string()
     };
     set_at(&mut body, &["properties", "ipAddress"], json!(address));
     for (field, default) in [

@@ -107,32 +107,29 @@ pub fn put(state: &mut State, ctx: &WriteCtx<'_>, id: &str) -> Result<Reply, Arm
             ),
         ));
     };
-    if let Some(v) = str_at(&body, &["properties", "publicIPAddressVersion"]) {
-        if !v.eq_ignore_ascii_case("IPv4") {
+    if let Some(v) = str_at(&body, &["properties", "publicIPAddressVersion"])
+        && !v.eq_ignore_ascii_case("IPv4")
+    {
+        return Err(ArmError::bad_request(
+            "InvalidRequestFormat",
+            format!("The fake serves IPv4 prefixes only; {id} asks for {v}."),
+        ));
+    }
+    let ip_prefix = if let Some(old) = &existing {
+        let old_len =
+            crate::json::at(&old.body, &["properties", "prefixLength"]).and_then(Value::as_u64);
+        if old_len != Some(len) {
             return Err(ArmError::bad_request(
-                "InvalidRequestFormat",
-                format!("The fake serves IPv4 prefixes only; {id} asks for {v}."),
+                "PropertyChangeNotAllowed",
+                format!("Changing property 'prefixLength' of {id} is not allowed."),
             ));
         }
-    }
-    let ip_prefix = match &existing {
-        Some(old) => {
-            let old_len =
-                crate::json::at(&old.body, &["properties", "prefixLength"]).and_then(Value::as_u64);
-            if old_len != Some(len) {
-                return Err(ArmError::bad_request(
-                    "PropertyChangeNotAllowed",
-                    format!("Changing property 'prefixLength' of {id} is not allowed."),
-                ));
-            }
-            str_at(&old.body, &["properties", "ipPrefix"])
-                .unwrap_or_default()
-                .to_owned()
-        }
-        None => {
-            let len = u8::try_from(len).unwrap_or(32);
-            Allocator::from_state(state).prefix_block(len)?.to_string()
-        }
+        str_at(&old.body, &["properties", "ipPrefix"])
+            .unwrap_or_default()
+            .to_owned()
+    } else {
+        let len = u8::try_from(len).unwrap_or(32);
+        Allocator::from_state(state).prefix_block(len)?.to_string()
     };
     let guid = match existing
         .as_ref()

@@ -14,7 +14,7 @@ use crate::ids::{child_id, key};
 use crate::json::{arr_at, at, set_at, str_at};
 use crate::refs::{self, IpConfigRef};
 use crate::rules;
-use crate::state::{Instance, InstancePublicIp, State};
+use crate::state::{Instance, InstancePublicIp, Provider, State, Target};
 
 use super::common::unique_names;
 
@@ -64,7 +64,25 @@ pub fn check_configs(
             ));
         }
     }
-    rules::check_references(state, ipcs)
+    rules::check_references(state, ipcs)?;
+    // Chosen code (Azure refuses ipConfigs of one NIC in different virtual networks).
+    for nic in configs {
+        let nic_name = str_at(nic, &["name"]).unwrap_or_default();
+        let vnets: std::collections::BTreeSet<String> = ipcs
+            .iter()
+            .filter(|i| i.nic_name == nic_name)
+            .filter_map(|i| i.subnet.as_deref().and_then(super::vnet::vnet_of_subnet))
+            .collect();
+        if vnets.len() > 1 {
+            return Err(ArmError::bad_request(
+                "IpConfigurationsOnSameNicCannotUseDifferentVnets",
+                format!(
+                    "The IP configurations of network interface configuration {nic_name} of {owner} are in different virtual networks."
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A prefix's network.
@@ -106,11 +124,24 @@ pub fn check_model_capacity(
             .count();
         need.entry(pk).or_insert_with(|| (prefix.clone(), 0)).1 += missing;
     }
-    for (_, (prefix, n)) in need {
+    for (pk, (prefix, n)) in need {
         let Some(net) = prefix_net(state, &prefix) else {
             continue;
         };
-        let free = alloc.free_in(net);
+        // Addresses this scale set's instances hold from the prefix for ipConfigs the new model
+        // drops come back on upgrade.
+        let kept: Vec<String> = model_ipcs
+            .iter()
+            .filter(|i| i.public_prefix.as_deref().map(key).as_deref() == Some(pk.as_str()))
+            .map(|i| format!("{}/{}", i.nic_name, i.name).to_ascii_lowercase())
+            .collect();
+        let returning = vmss
+            .instances
+            .values()
+            .flat_map(|inst| inst.public_ips.iter())
+            .filter(|(slot, p)| p.prefix_key == pk && !kept.contains(slot))
+            .count();
+        let free = alloc.free_in(net) + returning;
         if n > free {
             return Err(ArmError::bad_request(
                 "PublicIpPrefixOutOfIpAddressesForVMScaleSet",
@@ -130,6 +161,20 @@ pub struct Realized {
     pub nics: Vec<Value>,
     /// Public addresses by `"{nic}/{ipConfig}"` (lower-case).
     pub public_ips: BTreeMap<String, InstancePublicIp>,
+}
+
+/// Builds instance `instance`'s NICs from `configs`, first freeing what the old ones held
+/// and the new ones do not keep.
+pub fn rebuild(
+    state: &State,
+    vmss_id: &str,
+    instance: u32,
+    configs: &[Value],
+    old: &Instance,
+) -> Result<Realized, ArmError> {
+    let mut alloc = Allocator::from_state(state);
+    release_unkept(&mut alloc, old, configs);
+    realize(state, &mut alloc, vmss_id, instance, configs, Some(old))
 }
 
 /// Builds instance `instance`'s NICs from `configs`.
@@ -185,37 +230,9 @@ pub fn realize(
             if let Some(public) =
                 at(ipc, &["properties", "publicIPAddressConfiguration"]).filter(|p| !p.is_null())
             {
-                let pip_name = str_at(public, &["name"]).unwrap_or(name);
-                let pip_id = child_id(&ipc_id, "publicIPAddresses", pip_name);
-                let prefix = str_at(public, &["properties", "publicIPPrefix", "id"]);
                 let slot = format!("{nic_name}/{name}").to_ascii_lowercase();
-                let prefix_key = prefix.map(key).unwrap_or_default();
-                let kept = old
-                    .and_then(|o| o.public_ips.get(&slot))
-                    .filter(|p| p.prefix_key == prefix_key && key(&p.id) == key(&pip_id))
-                    .cloned();
-                let pip = match kept {
-                    Some(p) => p,
-                    None => {
-                        let address = match prefix {
-                            Some(p) => {
-                                let net = prefix_net(state, p)
-                                    .ok_or_else(|| ArmError::invalid_reference(p, &ipc_id))?;
-                                alloc.public_in(
-                                    p,
-                                    net,
-                                    "PublicIpPrefixOutOfIpAddressesForVMScaleSet",
-                                )?
-                            }
-                            None => alloc.standalone_public()?,
-                        };
-                        InstancePublicIp {
-                            id: pip_id.clone(),
-                            address,
-                            prefix_key,
-                        }
-                    }
-                };
+                let old_pip = old.and_then(|o| o.public_ips.get(&slot));
+                let pip = public_address(state, alloc, public, &ipc_id, name, old_pip)?;
                 set_at(
                     &mut out,
                     &["properties", "publicIPAddress"],
@@ -236,6 +253,7 @@ pub fn realize(
         nics.push(json!({
             "name": nic_name,
             "id": nic_id,
+            "type": "Microsoft.Network/networkInterfaces",
             "properties": {
                 "ipConfigurations": ipcs,
                 "dnsSettings": {"dnsServers": [], "appliedDnsServers": []},
@@ -248,6 +266,121 @@ pub fn realize(
         }));
     }
     Ok(Realized { nics, public_ips })
+}
+
+/// `("{nic}/{ipConfig}", ipConfig)` pairs of NIC-shaped objects (configurations or realized NICs).
+fn qualified(nics: &[Value]) -> Vec<(String, &Value)> {
+    nics.iter()
+        .flat_map(|n| {
+            let nic = str_at(n, &["name"]).unwrap_or_default().to_owned();
+            arr_at(n, &["properties", "ipConfigurations"])
+                .iter()
+                .map(move |i| {
+                    (
+                        format!("{nic}/{}", str_at(i, &["name"]).unwrap_or_default()),
+                        i,
+                    )
+                })
+        })
+        .collect()
+}
+
+/// Frees what instance `old` holds that its new configuration does not keep, so a write that
+/// swaps one ipConfig for another on a full subnet or prefix is not refused.
+fn release_unkept(alloc: &mut Allocator, old: &Instance, configs: &[Value]) {
+    alloc.release_unkept(&qualified(&old.nics), &qualified(configs));
+    let wanted = qualified(configs);
+    for (slot, pip) in &old.public_ips {
+        let kept = wanted.iter().any(|(name, ipc)| {
+            let Some(public) = at(ipc, &["properties", "publicIPAddressConfiguration"]) else {
+                return false;
+            };
+            let ipc_name = str_at(ipc, &["name"]).unwrap_or_default();
+            let pip_name = str_at(public, &["name"]).unwrap_or(ipc_name);
+            let prefix = str_at(public, &["properties", "publicIPPrefix", "id"])
+                .map(key)
+                .unwrap_or_default();
+            name.eq_ignore_ascii_case(slot)
+                && prefix == pip.prefix_key
+                && crate::ids::last_segment(&pip.id).eq_ignore_ascii_case(pip_name)
+        });
+        if !kept {
+            alloc.release_public(pip.address);
+        }
+    }
+}
+
+/// Gives instances `ids` the network configuration `configs`: checks that none is busy,
+/// builds every one's NICs (all or nothing), then stores them. Returns the operation targets.
+pub fn apply_configs(
+    state: &mut State,
+    vmss_id: &str,
+    instances: &mut BTreeMap<u32, Instance>,
+    ids: &[u32],
+    configs: &[Value],
+) -> Result<Vec<Target>, ArmError> {
+    let mut alloc = Allocator::from_state(state);
+    for inst in ids.iter().filter_map(|i| instances.get(i)) {
+        release_unkept(&mut alloc, inst, configs);
+    }
+    let mut built = Vec::new();
+    for i in ids {
+        let inst = instances.get(i);
+        let inst_id = child_id(vmss_id, "virtualMachines", &i.to_string());
+        crate::lro::ensure_idle(state, inst.and_then(|x| x.entry.busy_op()), &inst_id)?;
+        built.push((*i, realize(state, &mut alloc, vmss_id, *i, configs, inst)?));
+    }
+    let mut targets = Vec::new();
+    for (i, r) in built {
+        let etag = state.next_etag(Provider::Compute);
+        if let Some(inst) = instances.get_mut(&i) {
+            set_at(
+                &mut inst.entry.body,
+                &[
+                    "properties",
+                    "networkProfileConfiguration",
+                    "networkInterfaceConfigurations",
+                ],
+                Value::Array(configs.to_vec()),
+            );
+            inst.entry.etag = etag;
+            inst.nics = r.nics;
+            inst.public_ips = r.public_ips;
+        }
+        targets.push(Target::Instance(key(vmss_id), i));
+    }
+    Ok(targets)
+}
+
+/// The public address of an instance ipConfig's public IP configuration: the one it had
+/// (same public IP, same prefix), or a new one from the prefix (or the free range).
+fn public_address(
+    state: &State,
+    alloc: &mut Allocator,
+    public: &Value,
+    ipc_id: &str,
+    ipc_name: &str,
+    old: Option<&InstancePublicIp>,
+) -> Result<InstancePublicIp, ArmError> {
+    let pip_name = str_at(public, &["name"]).unwrap_or(ipc_name);
+    let pip_id = child_id(ipc_id, "publicIPAddresses", pip_name);
+    let prefix = str_at(public, &["properties", "publicIPPrefix", "id"]);
+    let prefix_key = prefix.map(key).unwrap_or_default();
+    if let Some(p) = old.filter(|p| p.prefix_key == prefix_key && key(&p.id) == key(&pip_id)) {
+        return Ok(p.clone());
+    }
+    let address = match prefix {
+        Some(p) => {
+            let net = prefix_net(state, p).ok_or_else(|| ArmError::invalid_reference(p, ipc_id))?;
+            alloc.public_in(p, net, "PublicIpPrefixOutOfIpAddressesForVMScaleSet")?
+        }
+        None => alloc.standalone_public()?,
+    };
+    Ok(InstancePublicIp {
+        id: pip_id,
+        address,
+        prefix_key,
+    })
 }
 
 /// A stable MAC address for a NIC id (Azure's `00-0D-3A` prefix).

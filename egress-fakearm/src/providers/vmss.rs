@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::alloc::Allocator;
 use crate::arm_error::ArmError;
 use crate::exchange::Reply;
 use crate::ids::{child_id, key, last_segment};
@@ -18,7 +17,7 @@ use crate::state::{Entry, Instance, Provider, State, Target, Vmss};
 use super::common::{
     WriteCtx, accepted, decorate, got, identity, preflight, require_rg, strip_top_read_only,
 };
-use super::realize::{Realized, check_configs, check_model_capacity, realize};
+use super::realize::{apply_configs, check_configs, check_model_capacity};
 
 const TYPE: &str = "Microsoft.Compute/virtualMachineScaleSets";
 
@@ -136,18 +135,16 @@ pub fn patch(state: &mut State, ctx: &WriteCtx<'_>, id: &str) -> Result<Reply, A
     write(state, ctx, id, given, false)
 }
 
-fn write(
+/// The model after a PUT or PATCH: the given body merged onto the stored one (read-only
+/// fields kept), or the given body for a create.
+fn merged_body(
     state: &mut State,
-    ctx: &WriteCtx<'_>,
     id: &str,
-    mut given: Value,
+    existing: Option<&Entry>,
+    given: Value,
     may_create: bool,
-) -> Result<Reply, ArmError> {
-    let k = key(id);
-    let existing = state.vmss.get(&k).map(|v| v.entry.clone());
-    preflight(state, ctx.req, id, existing.as_ref())?;
-    scrub(&mut given);
-    let mut body = match &existing {
+) -> Result<Value, ArmError> {
+    let mut body = match existing {
         Some(old) => {
             let mut merged = old.body.clone();
             merge_patch(&mut merged, &given);
@@ -162,7 +159,7 @@ fn write(
         None if may_create => given,
         None => return Err(ArmError::not_found(id)),
     };
-    identity(&mut body, id, TYPE, existing.as_ref().map(|e| &e.body))?;
+    identity(&mut body, id, TYPE, existing.map(|e| &e.body))?;
     if existing.is_none() {
         let guid = state.next_guid();
         set_at(&mut body, &["properties", "uniqueId"], json!(guid));
@@ -174,17 +171,30 @@ fn write(
             );
         }
     }
+    Ok(body)
+}
+
+fn write(
+    state: &mut State,
+    ctx: &WriteCtx<'_>,
+    id: &str,
+    mut given: Value,
+    may_create: bool,
+) -> Result<Reply, ArmError> {
+    let k = key(id);
+    let existing = state.vmss.get(&k).map(|v| v.entry.clone());
+    preflight(state, ctx.req, id, existing.as_ref())?;
+    scrub(&mut given);
+    let body = merged_body(state, id, existing.as_ref(), given, may_create)?;
     let model_ipcs = refs::of_model(&k, id, &body);
     check_configs(state, id, refs::model_nic_configs(&body), &model_ipcs)?;
     check_model_capacity(state, &k, id, &model_ipcs)?;
 
-    // Instances to (re)build: all of a new scale set, or all when the policy is Automatic.
     let mut instances: BTreeMap<u32, Instance> = state
         .vmss
         .get(&k)
         .map(|v| v.instances.clone())
         .unwrap_or_default();
-    let mut targets = vec![Target::Resource(crate::state::Kind::Vmss, k.clone())];
     if existing.is_none() {
         let capacity = at(&body, &["sku", "capacity"])
             .and_then(Value::as_u64)
@@ -192,52 +202,23 @@ fn write(
         for i in 0..u32::try_from(capacity).unwrap_or(0) {
             let ib = new_instance_body(state, &body, i);
             let etag = state.next_etag(Provider::Compute);
+            let entry = Entry::new(ib, etag, false);
             instances.insert(
                 i,
                 Instance {
-                    entry: Entry::new(ib, etag, false),
+                    entry,
                     nics: Vec::new(),
                     public_ips: BTreeMap::new(),
                 },
             );
         }
     }
-    let rebuild = existing.is_none() || automatic(&body);
-    if rebuild {
-        let mut alloc = Allocator::from_state(state);
+    // Instances take the model only when new, or when the upgrade policy is Automatic.
+    let mut targets = vec![Target::Resource(crate::state::Kind::Vmss, k.clone())];
+    if existing.is_none() || automatic(&body) {
+        let ids: Vec<u32> = instances.keys().copied().collect();
         let configs = refs::model_nic_configs(&body).to_vec();
-        let mut built: Vec<(u32, Realized)> = Vec::new();
-        for (i, inst) in &instances {
-            if let Some(op) = inst.entry.busy_op() {
-                lro::ensure_idle(
-                    state,
-                    Some(op),
-                    &child_id(id, "virtualMachines", &i.to_string()),
-                )?;
-            }
-            built.push((
-                *i,
-                realize(state, &mut alloc, id, *i, &configs, Some(inst))?,
-            ));
-        }
-        for (i, r) in built {
-            let etag = state.next_etag(Provider::Compute);
-            if let Some(inst) = instances.get_mut(&i) {
-                set_at(
-                    &mut inst.entry.body,
-                    &[
-                        "properties",
-                        "networkProfileConfiguration",
-                        "networkInterfaceConfigurations",
-                    ],
-                    Value::Array(configs.clone()),
-                );
-                inst.entry.etag = etag;
-                inst.nics = r.nics;
-                inst.public_ips = r.public_ips;
-            }
-            targets.push(Target::Instance(k.clone(), i));
-        }
+        targets.extend(apply_configs(state, id, &mut instances, &ids, &configs)?);
     }
     let etag = state.next_etag(Provider::Compute);
     let seeded = existing.as_ref().is_some_and(|e| e.seeded);
@@ -258,11 +239,6 @@ fn write(
         &ctx.shape,
     );
     let view = view(state, &k);
-    Ok(accepted(
-        state,
-        ctx.req,
-        &op,
-        if existing.is_none() { 201 } else { 200 },
-        view,
-    ))
+    let status = if existing.is_none() { 201 } else { 200 };
+    Ok(accepted(state, ctx.req, &op, status, view))
 }

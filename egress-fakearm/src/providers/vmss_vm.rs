@@ -3,7 +3,6 @@
 
 use serde_json::{Value, json};
 
-use crate::alloc::Allocator;
 use crate::arm_error::ArmError;
 use crate::exchange::Reply;
 use crate::ids::{child_id, key};
@@ -13,7 +12,7 @@ use crate::refs;
 use crate::state::{Provider, State, Target};
 
 use super::common::{WriteCtx, accepted, decorate, got, preflight};
-use super::realize::{Realized, check_configs, realize};
+use super::realize::{apply_configs, check_configs, rebuild};
 
 fn parse_instance(vmss_id: &str, instance: &str) -> Result<u32, ArmError> {
     instance
@@ -180,8 +179,7 @@ pub fn put(
     let configs = refs::instance_nic_configs(&body).to_vec();
     let ipcs = refs::of_instance(&k, vmss_id, i, &body);
     check_configs(state, &inst_id, &configs, &ipcs)?;
-    let mut alloc = Allocator::from_state(state);
-    let r = realize(state, &mut alloc, vmss_id, i, &configs, Some(&old))?;
+    let r = rebuild(state, vmss_id, i, &configs, &old)?;
     let etag = state.next_etag(Provider::Compute);
     if let Some(inst) = state.vmss.get_mut(&k).and_then(|v| v.instances.get_mut(&i)) {
         inst.entry.body = body;
@@ -243,32 +241,10 @@ pub fn manual_upgrade(
         }
     }
     let configs = refs::model_nic_configs(&vmss.entry.body).to_vec();
-    let mut alloc = Allocator::from_state(state);
-    let mut built: Vec<(u32, Realized)> = Vec::new();
-    for i in &ids {
-        let inst = vmss.instances.get(i);
-        let inst_id = child_id(vmss_id, "virtualMachines", &i.to_string());
-        lro::ensure_idle(state, inst.and_then(|x| x.entry.busy_op()), &inst_id)?;
-        built.push((*i, realize(state, &mut alloc, vmss_id, *i, &configs, inst)?));
-    }
-    let mut targets = Vec::new();
-    for (i, r) in built {
-        let etag = state.next_etag(Provider::Compute);
-        if let Some(inst) = state.vmss.get_mut(&k).and_then(|v| v.instances.get_mut(&i)) {
-            set_at(
-                &mut inst.entry.body,
-                &[
-                    "properties",
-                    "networkProfileConfiguration",
-                    "networkInterfaceConfigurations",
-                ],
-                Value::Array(configs.clone()),
-            );
-            inst.entry.etag = etag;
-            inst.nics = r.nics;
-            inst.public_ips = r.public_ips;
-        }
-        targets.push(Target::Instance(k.clone(), i));
+    let mut instances = vmss.instances.clone();
+    let targets = apply_configs(state, vmss_id, &mut instances, &ids, &configs)?;
+    if let Some(v) = state.vmss.get_mut(&k) {
+        v.instances = instances;
     }
     let op = lro::start(
         state,

@@ -60,8 +60,9 @@ pub fn view(state: &State, vnet_key: &str) -> Option<Value> {
             );
             set_at(subnet, &["etag"], json!(entry.etag));
             if ipcs.is_empty() {
-                crate::json::at_mut(subnet, &["properties"])
-                    .map(|p| crate::json::remove(p, "ipConfigurations"));
+                if let Some(p) = crate::json::at_mut(subnet, &["properties"]) {
+                    crate::json::remove(p, "ipConfigurations");
+                }
             } else {
                 set_at(
                     subnet,
