@@ -150,7 +150,7 @@ pub fn veth(
     Ok(())
 }
 
-fn enter(name: &str) -> Result<(), Error> {
+pub(crate) fn enter(name: &str) -> Result<(), Error> {
     let err = |source| Error::Setns {
         name: name.to_string(),
         source,

@@ -49,6 +49,11 @@ impl Guarded {
         })
     }
 
+    /// The process ID (in the host's PID namespace).
+    pub(crate) fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Fails with the log tail if the process already exited.
     pub(crate) fn check_alive(&mut self) -> Result<(), Error> {
         match self.child.try_wait() {
