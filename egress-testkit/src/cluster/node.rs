@@ -381,7 +381,18 @@ wait
     /// Kills the whole node at once, like a machine losing power: no
     /// graceful shutdown, no CNI DEL. Returns once no process of it is left.
     pub(crate) fn kill(&mut self) {
-        drop(self.init.take());
+        // PID 1 of the node first: the kernel then kills everything in its
+        // PID namespace, and `unshare` reaps it and exits. Killing `unshare`
+        // first would orphan PID 1 to the host's init, which reaps lazily.
+        if let Some(pid) = self.init_pid().and_then(|p| i32::try_from(p).ok()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        if let Some(mut init) = self.init.take() {
+            init.wait_exit(Duration::from_secs(10));
+        }
         let deadline = Instant::now() + Duration::from_secs(10);
         while !self.pids().is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
