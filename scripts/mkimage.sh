@@ -60,7 +60,7 @@ if ((libs)); then
             [[ -n "$lib" && -f "$lib" ]] || continue
             mkdir -p "$root/$(dirname "$lib")"
             cp -L "$lib" "$root/$lib"
-        done < <(ldd "$bin" 2>/dev/null | awk '/=>/ {print $3; next} /^\s*\// {print $1}')
+        done < <(ldd "$bin" 2>/dev/null | awk '/=>/ {print $3; next} /^[[:space:]]*\// {print $1}')
     done
 fi
 
@@ -69,7 +69,7 @@ tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --format=posix \
     --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime \
     -C "$root" -cf "$work/layer.tar" .
 diff_id="$(sha256sum "$work/layer.tar" | cut -d' ' -f1)"
-gzip -n -9 < "$work/layer.tar" > "$work/layer.tar.gz"
+gzip -n < "$work/layer.tar" > "$work/layer.tar.gz"
 
 # blob FILE -> stores it by digest, prints "digest size"
 blob() {

@@ -160,7 +160,7 @@ pub(crate) fn enter(name: &str) -> Result<(), Error> {
 }
 
 /// Deletes namespaces whose creating test process no longer exists.
-fn sweep_orphans() {
+pub(crate) fn sweep_orphans() {
     let Ok(list) = run("ip", &["netns", "list"]) else {
         return;
     };

@@ -187,10 +187,11 @@ pub(crate) fn remove_dir(dir: &Path) {
 }
 
 /// Removes what test processes that no longer exist left behind: cgroups,
-/// scratch directories (with anything mounted below them) and, when no test
-/// cluster is running at all, the kernel settings they changed. Network
-/// namespaces are swept by [`crate::netns`].
+/// scratch directories (with anything mounted below them), network namespaces
+/// and, when no test cluster is running at all, the kernel settings they
+/// changed. Network namespaces are swept with [`crate::netns`]'s own sweep.
 pub(crate) fn sweep_leftovers() {
+    crate::netns::sweep_orphans();
     for h in hierarchies() {
         let Ok(entries) = std::fs::read_dir(&h) else {
             continue;

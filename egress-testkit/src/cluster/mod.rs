@@ -618,14 +618,14 @@ pub async fn wait_for<K>(
     condition: impl Fn(&K) -> bool,
 ) -> Result<K, Error>
 where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
 {
     let start = Instant::now();
     loop {
         let last;
         match api.get_opt(name).await {
             Ok(Some(obj)) if condition(&obj) => return Ok(obj),
-            Ok(Some(obj)) => last = truncate(&format!("{obj:?}"), 600),
+            Ok(Some(obj)) => last = describe(&obj),
             Ok(None) => last = String::from("not found"),
             Err(e) => last = e.to_string(),
         }
@@ -638,6 +638,13 @@ where
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// An object's status (or the object, if it has none), for timeout messages.
+fn describe<K: serde::Serialize>(obj: &K) -> String {
+    let value = serde_json::to_value(obj).unwrap_or_default();
+    let shown = value.get("status").unwrap_or(&value);
+    truncate(&shown.to_string(), 1500)
 }
 
 fn truncate(text: &str, max: usize) -> String {
