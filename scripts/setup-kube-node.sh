@@ -16,7 +16,8 @@ log() { echo "setup-kube-node: $*" >&2; }
 
 components=(kubelet kube-controller-manager kube-scheduler kubectl)
 # Its own stamp name: setup.sh clears `.built-from-*` when it rebuilds the API server.
-stamp_for() { echo "$bin_dir/.node-built-from-$(sha256sum "$repo/tools/k8s/go.sum" | cut -c1-16)"; }
+k8s_ldflags="$(bash "$repo/scripts/k8s-ldflags.sh" "$k8s_version")"
+stamp_for() { echo "$bin_dir/.node-built-from-$( (cat "$repo/tools/k8s/go.sum"; echo "$k8s_ldflags") | sha256sum | cut -c1-16)"; }
 stamp="$(stamp_for)"
 have_all=1
 for c in "${components[@]}"; do [[ -x "$bin_dir/$c" ]] || have_all=0; done
@@ -34,7 +35,7 @@ trap 'rm -rf "$tmp"' EXIT
     cd "$repo/tools/k8s"
     export CGO_ENABLED=0 GOFLAGS=-mod=mod
     for c in "${components[@]}"; do
-        go build -trimpath -ldflags='-s -w' -o "$tmp/$c" "k8s.io/kubernetes/cmd/$c"
+        go build -trimpath -ldflags="$k8s_ldflags" -o "$tmp/$c" "k8s.io/kubernetes/cmd/$c"
     done
 ) >&2
 for c in "${components[@]}"; do mv -f "$tmp/$c" "$bin_dir/"; done

@@ -43,7 +43,9 @@ if ! grep -q "k8s.io/kubernetes $k8s_version" "$repo/tools/k8s/go.mod"; then
     log "tools/k8s/version ($k8s_version) does not match tools/k8s/go.mod"
     exit 1
 fi
-stamp="$bin_dir/.built-from-$(sha256sum "$repo/tools/k8s/go.sum" | cut -c1-16)"
+# Stamped version strings, so clients (kubectl, Helm) see the real server version.
+k8s_ldflags="$(bash "$repo/scripts/k8s-ldflags.sh" "$k8s_version")"
+stamp="$bin_dir/.built-from-$( (cat "$repo/tools/k8s/go.sum"; echo "$k8s_ldflags") | sha256sum | cut -c1-16)"
 if [[ -x "$bin_dir/kube-apiserver" && -x "$bin_dir/etcd" && -f "$stamp" ]]; then
     log "kube-apiserver and etcd $k8s_version cached in $bin_dir"
 else
@@ -54,7 +56,7 @@ else
     (
         cd "$repo/tools/k8s"
         export CGO_ENABLED=0 GOFLAGS=-mod=mod
-        go build -trimpath -ldflags='-s -w' -o "$tmp/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
+        go build -trimpath -ldflags="$k8s_ldflags" -o "$tmp/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
         go build -trimpath -ldflags='-s -w' -o "$tmp/etcd" go.etcd.io/etcd/server/v3
     ) >&2
     mv -f "$tmp/kube-apiserver" "$tmp/etcd" "$bin_dir/"

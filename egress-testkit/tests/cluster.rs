@@ -7,6 +7,13 @@
 //! its own namespaces, but the machine has few cores and the kernel settings
 //! checked on teardown are machine-wide.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
+
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -49,20 +56,18 @@ fn ip_netns_names() -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nodes_come_up_ready_with_roles_and_leave_nothing_behind() {
-    let _turn = ONE_AT_A_TIME.lock().await;
-    let sysctls_before = kubelet_sysctls();
-    let netns_before = ip_netns_names();
-    let started = Instant::now();
-    let cluster = Cluster::builder().workers(2).gateways(1).start().await.unwrap();
-    eprintln!("cluster Ready in {:?}", started.elapsed());
-
+/// All three nodes are Ready with their pod CIDR; only the gateway carries
+/// upstream's gateway label and taint.
+async fn assert_nodes_ready_with_roles(cluster: &Cluster) {
     let nodes = Api::<Node>::all(cluster.client())
         .list(&ListParams::default())
         .await
         .unwrap();
-    let names: BTreeSet<_> = nodes.items.iter().filter_map(|n| n.metadata.name.clone()).collect();
+    let names: BTreeSet<_> = nodes
+        .items
+        .iter()
+        .filter_map(|n| n.metadata.name.clone())
+        .collect();
     assert_eq!(
         names,
         BTreeSet::from(["worker-1".into(), "worker-2".into(), "gateway-1".into()])
@@ -70,17 +75,50 @@ async fn nodes_come_up_ready_with_roles_and_leave_nothing_behind() {
     let (key, value) = GATEWAY_LABEL;
     for n in &nodes.items {
         let name = n.metadata.name.as_deref().unwrap();
-        assert!(egress_testkit::cluster::node_is_ready(n), "{name} not Ready");
+        assert!(
+            egress_testkit::cluster::node_is_ready(n),
+            "{name} not Ready"
+        );
         let spec = n.spec.as_ref().unwrap();
-        assert_eq!(spec.pod_cidr.as_deref(), Some(cluster.pod_cidr(name).unwrap().as_str()));
-        let labelled = n.metadata.labels.as_ref().unwrap().get(key).map(String::as_str) == Some(value);
-        let tainted = spec.taints.iter().flatten().any(|t| {
-            t.key == key && t.value.as_deref() == Some(value) && t.effect == "NoSchedule"
-        });
-        let gateway = cluster.nodes_with_role(Role::Gateway).contains(&name.to_string());
+        assert_eq!(
+            spec.pod_cidr.as_deref(),
+            Some(cluster.pod_cidr(name).unwrap().as_str())
+        );
+        let labelled = n
+            .metadata
+            .labels
+            .as_ref()
+            .unwrap()
+            .get(key)
+            .map(String::as_str)
+            == Some(value);
+        let tainted =
+            spec.taints.iter().flatten().any(|t| {
+                t.key == key && t.value.as_deref() == Some(value) && t.effect == "NoSchedule"
+            });
+        let gateway = cluster
+            .nodes_with_role(Role::Gateway)
+            .contains(&name.to_string());
         assert_eq!(labelled, gateway, "{name}: label {key}={value}");
         assert_eq!(tainted, gateway, "{name}: taint {key}={value}:NoSchedule");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_come_up_ready_with_roles_and_leave_nothing_behind() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let sysctls_before = kubelet_sysctls();
+    let netns_before = ip_netns_names();
+    let started = Instant::now();
+    let cluster = Cluster::builder()
+        .workers(2)
+        .gateways(1)
+        .start()
+        .await
+        .unwrap();
+    eprintln!("cluster Ready in {:?}", started.elapsed());
+
+    assert_nodes_ready_with_roles(&cluster).await;
     // The kubelets changed the machine-wide settings they tune.
     assert_ne!(kubelet_sysctls(), sysctls_before);
 
@@ -90,16 +128,30 @@ async fn nodes_come_up_ready_with_roles_and_leave_nothing_behind() {
     let mut pids = Vec::new();
     for name in cluster.node_names() {
         let node_pids = cluster.node_pids(&name).unwrap();
-        assert!(node_pids.len() >= 2, "{name} runs containerd and the kubelet: {node_pids:?}");
+        assert!(
+            node_pids.len() >= 2,
+            "{name} runs containerd and the kubelet: {node_pids:?}"
+        );
         pids.extend(node_pids);
     }
-    let netns_during: BTreeSet<_> = ip_netns_names().difference(&netns_before).cloned().collect();
-    assert_eq!(netns_during.len(), 4, "control plane and 3 nodes: {netns_during:?}");
+    let netns_during: BTreeSet<_> = ip_netns_names()
+        .difference(&netns_before)
+        .cloned()
+        .collect();
+    assert_eq!(
+        netns_during.len(),
+        4,
+        "control plane and 3 nodes: {netns_during:?}"
+    );
     drop(cluster);
 
     assert!(!dir.exists(), "{} left behind", dir.display());
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(!mounts.contains(dir.to_str().unwrap()), "mounts left under {}", dir.display());
+    assert!(
+        !mounts.contains(dir.to_str().unwrap()),
+        "mounts left under {}",
+        dir.display()
+    );
     for pid in pids {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         assert!(status.is_empty(), "process {pid} left: {status}");
@@ -110,9 +162,16 @@ async fn nodes_come_up_ready_with_roles_and_leave_nothing_behind() {
             assert!(!name.starts_with(&id), "cgroup {name} left");
         }
     }
-    let left: Vec<_> = ip_netns_names().intersection(&netns_during).cloned().collect();
+    let left: Vec<_> = ip_netns_names()
+        .intersection(&netns_during)
+        .cloned()
+        .collect();
     assert!(left.is_empty(), "namespaces left: {left:?}");
-    assert_eq!(kubelet_sysctls(), sysctls_before, "kernel settings restored");
+    assert_eq!(
+        kubelet_sysctls(),
+        sysctls_before,
+        "kernel settings restored"
+    );
 }
 
 fn pod_ip(pod: &Pod) -> String {
@@ -128,14 +187,26 @@ fn in_cidr(ip: &str, cidr: &str) -> bool {
 /// Starts pod `name` on `node` and waits until it runs.
 async fn pod_on(cluster: &Cluster, name: &str, node: &str) -> Pod {
     cluster.apply(&pod_yaml(name, Some(node))).await.unwrap();
-    let pod = cluster.wait_pod_running("default", name, WAIT).await.unwrap();
+    let pod = cluster
+        .wait_pod_running("default", name, WAIT)
+        .await
+        .unwrap();
     assert_eq!(pod.spec.as_ref().unwrap().node_name.as_deref(), Some(node));
     pod
 }
 
-async fn ping(cluster: &Cluster, from_pod: &str, ip: &str) -> Result<String, egress_testkit::Error> {
+async fn ping(
+    cluster: &Cluster,
+    from_pod: &str,
+    ip: &str,
+) -> Result<String, egress_testkit::Error> {
     cluster
-        .exec_in_pod("default", from_pod, None, &["ping", "-c", "1", "-W", "2", ip])
+        .exec_in_pod(
+            "default",
+            from_pod,
+            None,
+            &["ping", "-c", "1", "-W", "2", ip],
+        )
         .await
 }
 
@@ -147,15 +218,23 @@ async fn pods_on_two_workers_get_primary_cni_addresses_and_reach_each_other() {
     let b = pod_on(&cluster, "b", "worker-2").await;
     let (a_ip, b_ip) = (pod_ip(&a), pod_ip(&b));
     // host-local hands out addresses from each node's own routed range.
-    assert!(in_cidr(&a_ip, &cluster.pod_cidr("worker-1").unwrap()), "{a_ip}");
-    assert!(in_cidr(&b_ip, &cluster.pod_cidr("worker-2").unwrap()), "{b_ip}");
+    assert!(
+        in_cidr(&a_ip, &cluster.pod_cidr("worker-1").unwrap()),
+        "{a_ip}"
+    );
+    assert!(
+        in_cidr(&b_ip, &cluster.pod_cidr("worker-2").unwrap()),
+        "{b_ip}"
+    );
     // The pod's interface carries that address; the bridge is its gateway.
     let addr = cluster
         .exec_in_pod("default", "a", None, &["ip", "-4", "addr", "show", "eth0"])
         .await
         .unwrap();
     assert!(addr.contains(&format!("inet {a_ip}/24")), "{addr}");
-    let bridge = cluster.exec_on_node("worker-1", "ip", &["-4", "addr", "show", "cni0"]).unwrap();
+    let bridge = cluster
+        .exec_on_node("worker-1", "ip", &["-4", "addr", "show", "cni0"])
+        .unwrap();
     assert!(bridge.contains("inet 10.244.1.1/24"), "{bridge}");
 
     for (from, to) in [("a", &b_ip), ("b", &a_ip)] {
@@ -223,7 +302,12 @@ async fn running_pods_by_node(cluster: &Cluster, app: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemonset_lands_on_every_node_and_the_gateway_taint_keeps_ordinary_pods_off() {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let cluster = Cluster::builder().workers(2).gateways(1).start().await.unwrap();
+    let cluster = Cluster::builder()
+        .workers(2)
+        .gateways(1)
+        .start()
+        .await
+        .unwrap();
     cluster.apply(SCHEDULING).await.unwrap();
     let (all, workers) = (
         vec!["gateway-1", "worker-1", "worker-2"],
@@ -243,8 +327,14 @@ async fn daemonset_lands_on_every_node_and_the_gateway_taint_keeps_ordinary_pods
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let (everywhere, intolerant, ordinary) = seen;
-    assert_eq!(everywhere, all, "the tolerating DaemonSet runs on every node");
-    assert_eq!(intolerant, workers, "the gateway taint repels the other DaemonSet");
+    assert_eq!(
+        everywhere, all,
+        "the tolerating DaemonSet runs on every node"
+    );
+    assert_eq!(
+        intolerant, workers,
+        "the gateway taint repels the other DaemonSet"
+    );
     assert_eq!(ordinary.len(), 4, "all replicas scheduled: {ordinary:?}");
     assert!(
         ordinary.iter().all(|n| n.starts_with("worker-")),
@@ -258,10 +348,16 @@ async fn a_killed_node_goes_not_ready_and_its_pods_leave_the_data_plane() {
     let mut cluster = Cluster::builder().workers(2).start().await.unwrap();
     pod_on(&cluster, "a", "worker-1").await;
     let b_ip = pod_ip(&pod_on(&cluster, "b", "worker-2").await);
-    assert!(ping(&cluster, "a", &b_ip).await.is_ok(), "b reachable before the kill");
+    assert!(
+        ping(&cluster, "a", &b_ip).await.is_ok(),
+        "b reachable before the kill"
+    );
 
     cluster.kill_node("worker-2").unwrap();
-    assert!(cluster.node_pids("worker-2").unwrap().is_empty(), "nothing of worker-2 runs");
+    assert!(
+        cluster.node_pids("worker-2").unwrap().is_empty(),
+        "nothing of worker-2 runs"
+    );
     let killed = Instant::now();
     cluster
         .wait_node_ready("worker-2", false, Duration::from_secs(45))
@@ -272,11 +368,18 @@ async fn a_killed_node_goes_not_ready_and_its_pods_leave_the_data_plane() {
     // b's network namespace died with its node: no answer, from a pod or from
     // worker-1 itself.
     let err = ping(&cluster, "a", &b_ip).await.unwrap_err();
-    assert!(err.to_string().contains("command terminated with exit code 1"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("command terminated with exit code 1"),
+        "{err}"
+    );
     let node_ping = cluster.exec_on_node("worker-1", "ping", &["-c", "1", "-W", "1", &b_ip]);
     assert!(node_ping.is_err(), "{node_ping:?}");
     // The surviving node is unaffected.
-    cluster.wait_node_ready("worker-1", true, WAIT).await.unwrap();
+    cluster
+        .wait_node_ready("worker-1", true, WAIT)
+        .await
+        .unwrap();
     Api::<Pod>::namespaced(cluster.client(), "default")
         .delete("a", &DeleteParams::default())
         .await
@@ -300,7 +403,12 @@ async fn an_image_of_a_project_binary_runs_in_a_pod() {
         },
     )
     .unwrap();
-    let cluster = Cluster::builder().workers(1).image(&tar).start().await.unwrap();
+    let cluster = Cluster::builder()
+        .workers(1)
+        .image(&tar)
+        .start()
+        .await
+        .unwrap();
     cluster
         .apply(
             "apiVersion: v1
@@ -329,7 +437,10 @@ spec:
         .await
         .unwrap();
     assert_eq!(phase(&done).as_deref(), Some("Succeeded"), "{logs}");
-    assert!(logs.contains("an_image_of_a_project_binary_runs_in_a_pod: test"), "{logs}");
+    assert!(
+        logs.contains("an_image_of_a_project_binary_runs_in_a_pod: test"),
+        "{logs}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -353,14 +464,23 @@ async fn leftovers_of_a_killed_run_are_swept_on_the_next_start() {
         std::fs::create_dir_all(format!("/sys/fs/cgroup/{h}/{cgroup}/kubepods")).unwrap();
     }
     let netns = format!("egt{dead}-0-worker-1");
-    assert!(std::process::Command::new("ip").args(["netns", "add", &netns]).status().unwrap().success());
+    assert!(
+        std::process::Command::new("ip")
+            .args(["netns", "add", &netns])
+            .status()
+            .unwrap()
+            .success()
+    );
 
     let cluster = Cluster::builder().workers(1).start().await.unwrap();
     assert!(!dir.exists(), "scratch directory swept");
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(mnt.to_str().unwrap()), "mount swept");
     for h in ["memory", "pids", "cpu"] {
-        assert!(!std::path::Path::new(&format!("/sys/fs/cgroup/{h}/{cgroup}")).exists(), "{h} cgroup swept");
+        assert!(
+            !std::path::Path::new(&format!("/sys/fs/cgroup/{h}/{cgroup}")).exists(),
+            "{h} cgroup swept"
+        );
     }
     assert!(!ip_netns_names().contains(&netns), "namespace swept");
     drop(cluster);

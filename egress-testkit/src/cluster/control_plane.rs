@@ -28,7 +28,9 @@ pub(crate) struct ControlPlane {
 
 fn in_netns(netns: &str, binary: &Path) -> Command {
     let mut cmd = Command::new("nsenter");
-    cmd.arg(format!("--net=/run/netns/{netns}")).arg("--").arg(binary);
+    cmd.arg(format!("--net=/run/netns/{netns}"))
+        .arg("--")
+        .arg(binary);
     cmd
 }
 
@@ -97,7 +99,10 @@ impl ControlPlane {
         let sa_key = path_str(&dir.join("sa.key"));
         let sa_pub = path_str(&dir.join("sa.pub"));
         run("openssl", &["genrsa", "-out", &sa_key, "2048"])?;
-        run("openssl", &["rsa", "-in", &sa_key, "-pubout", "-out", &sa_pub])?;
+        run(
+            "openssl",
+            &["rsa", "-in", &sa_key, "-pubout", "-out", &sa_pub],
+        )?;
         let tokens = dir.join("tokens.csv");
         write(
             &tokens,
@@ -156,13 +161,24 @@ impl ControlPlane {
         )?;
         let mut sched_cmd = in_netns(netns, &scheduler_bin);
         sched_cmd.args([kc.as_str(), "--leader-elect=false", "--v=1"]);
-        let scheduler = Guarded::spawn("kube-scheduler", sched_cmd, &dir.join("kube-scheduler.log"))?;
+        let scheduler =
+            Guarded::spawn("kube-scheduler", sched_cmd, &dir.join("kube-scheduler.log"))?;
         Ok(Self {
             scheduler,
             controller_manager,
             apiserver,
             etcd,
         })
+    }
+
+    /// Host PIDs of the four components.
+    pub(crate) fn pids(&self) -> [u32; 4] {
+        [
+            self.etcd.id(),
+            self.apiserver.id(),
+            self.controller_manager.id(),
+            self.scheduler.id(),
+        ]
     }
 
     /// Fails with the log tail of the first component that exited.

@@ -6,6 +6,7 @@
 //! like the network namespaces of [`crate::netns`], so a sweep can tell a
 //! leftover (its process is gone) from a cluster another test is running.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -20,7 +21,11 @@ pub(crate) const KUBELET_HIERARCHIES: [&str; 9] = [
     "cpuset", "memory", "pids", "cpu", "cpuacct", "blkio", "devices", "freezer", "systemd",
 ];
 /// Machine-wide settings the kubelet writes at start-up (not per namespace).
-const KUBELET_SYSCTLS: [&str; 3] = ["vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops"];
+const KUBELET_SYSCTLS: [&str; 3] = [
+    "vm/overcommit_memory",
+    "kernel/panic",
+    "kernel/panic_on_oops",
+];
 const SAVED_SYSCTLS: &str = "sysctls.saved";
 
 static CLUSTERS: AtomicU32 = AtomicU32::new(0);
@@ -212,7 +217,9 @@ pub(crate) fn sweep_leftovers() {
             }
         }
     }
-    let holders = SYSCTL_HOLDERS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let holders = SYSCTL_HOLDERS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if *holders == 0 && !other_live_clusters() {
         restore_sysctls();
     }
@@ -221,13 +228,11 @@ pub(crate) fn sweep_leftovers() {
 /// Whether a cluster of another live process exists (its scratch directory does).
 fn other_live_clusters() -> bool {
     let me = std::process::id();
-    std::fs::read_dir(base_dir())
-        .map(|entries| {
-            entries.filter_map(Result::ok).any(|e| {
-                owner(&e.file_name().to_string_lossy()).is_some_and(|pid| pid != me && alive(pid))
-            })
+    std::fs::read_dir(base_dir()).is_ok_and(|entries| {
+        entries.filter_map(Result::ok).any(|e| {
+            owner(&e.file_name().to_string_lossy()).is_some_and(|pid| pid != me && alive(pid))
         })
-        .unwrap_or(false)
+    })
 }
 
 fn restore_sysctls() {
@@ -253,14 +258,16 @@ pub(crate) struct SysctlGuard(());
 
 impl SysctlGuard {
     pub(crate) fn acquire() -> Result<Self, Error> {
-        let mut holders = SYSCTL_HOLDERS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut holders = SYSCTL_HOLDERS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let saved = base_dir().join(SAVED_SYSCTLS);
         if !saved.exists() {
             let mut text = String::new();
             for key in KUBELET_SYSCTLS {
                 let path = Path::new("/proc/sys").join(key);
                 let value = std::fs::read_to_string(&path).map_err(io_err(&path))?;
-                text.push_str(&format!("{key}={}\n", value.trim()));
+                let _ = writeln!(text, "{key}={}", value.trim());
             }
             std::fs::create_dir_all(base_dir()).map_err(io_err(&base_dir()))?;
             let tmp = saved.with_extension("tmp");
@@ -274,7 +281,9 @@ impl SysctlGuard {
 
 impl Drop for SysctlGuard {
     fn drop(&mut self) {
-        let mut holders = SYSCTL_HOLDERS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut holders = SYSCTL_HOLDERS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         *holders = holders.saturating_sub(1);
         if *holders == 0 && !other_live_clusters() {
             restore_sysctls();
@@ -287,8 +296,8 @@ pub fn kubelet_sysctls() -> Vec<String> {
     KUBELET_SYSCTLS
         .iter()
         .map(|key| {
-            let value = std::fs::read_to_string(Path::new("/proc/sys").join(key))
-                .unwrap_or_default();
+            let value =
+                std::fs::read_to_string(Path::new("/proc/sys").join(key)).unwrap_or_default();
             format!("{key}={}", value.trim())
         })
         .collect()

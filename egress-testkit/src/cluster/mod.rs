@@ -53,12 +53,12 @@ use crate::netns::Netns;
 use crate::process::{log_tail, run};
 use crate::tools::k8s_binary;
 use control_plane::{API_ADDRESS, API_PORT, ControlPlane};
-pub use host::kubelet_sysctls;
 use host::SysctlGuard;
+pub use host::kubelet_sysctls;
+use node::Node;
 pub use node::{
     BUSYBOX_IMAGE, CNI_BIN_DIR, CNI_CONF_DIR, GATEWAY_LABEL, PAUSE_IMAGE, PRIMARY_CNI_CONF, Role,
 };
-use node::Node;
 
 const START_TIMEOUT: Duration = Duration::from_mins(3);
 const FIELD_MANAGER: &str = "egress-testkit";
@@ -96,7 +96,7 @@ impl ClusterBuilder {
     }
 
     /// Starts the control plane and the nodes and waits until every node is
-    /// `Ready` and the `default` ServiceAccount exists (so pods can be made).
+    /// `Ready` and the `default` service account exists (so pods can be made).
     pub async fn start(self) -> Result<Cluster, Error> {
         let total = u16::from(self.workers) + u16::from(self.gateways);
         if total == 0 || total > 200 {
@@ -343,6 +343,16 @@ impl Cluster {
             .sum())
     }
 
+    /// Resident memory of etcd, the API server, the controller manager and
+    /// the scheduler together, in bytes.
+    pub fn control_plane_rss_bytes(&self) -> u64 {
+        self.control_plane
+            .pids()
+            .into_iter()
+            .filter_map(|pid| rss_bytes(i32::try_from(pid).ok()?).ok())
+            .sum()
+    }
+
     /// Resident memory per process name of the node, in bytes.
     pub fn node_rss_by_process(&self, name: &str) -> Result<BTreeMap<String, u64>, Error> {
         let mut out = BTreeMap::new();
@@ -371,7 +381,14 @@ impl Cluster {
     ) -> Result<String, Error> {
         let kubectl = k8s_binary("kubectl")?;
         let kubeconfig = self.kubeconfig.display().to_string();
-        let mut args = vec!["--kubeconfig", kubeconfig.as_str(), "exec", "-n", namespace, pod];
+        let mut args = vec![
+            "--kubeconfig",
+            kubeconfig.as_str(),
+            "exec",
+            "-n",
+            namespace,
+            pod,
+        ];
         if let Some(c) = container {
             args.extend(["-c", c]);
         }
@@ -418,7 +435,11 @@ impl Cluster {
                 Api::all_with(self.client(), &resource)
             };
             let result = api
-                .patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&obj))
+                .patch(
+                    &name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&obj),
+                )
                 .await
                 .map_err(|source| Error::Kube {
                     what: format!("applying {} {name} (document {index})", gvk.kind),
@@ -432,7 +453,13 @@ impl Cluster {
     async fn discover(
         &self,
         gvk: &GroupVersionKind,
-    ) -> Result<(kube::discovery::ApiResource, kube::discovery::ApiCapabilities), Error> {
+    ) -> Result<
+        (
+            kube::discovery::ApiResource,
+            kube::discovery::ApiCapabilities,
+        ),
+        Error,
+    > {
         // A CRD applied a moment ago takes a little while to be served.
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -450,7 +477,12 @@ impl Cluster {
     }
 
     /// Waits until the node's `Ready` condition is `ready`.
-    pub async fn wait_node_ready(&self, name: &str, ready: bool, timeout: Duration) -> Result<K8sNode, Error> {
+    pub async fn wait_node_ready(
+        &self,
+        name: &str,
+        ready: bool,
+        timeout: Duration,
+    ) -> Result<K8sNode, Error> {
         let want = if ready { "True" } else { "not True" };
         wait_for(
             &Api::<K8sNode>::all(self.client()),
@@ -463,7 +495,12 @@ impl Cluster {
     }
 
     /// Waits until a pod is `Running` and returns it.
-    pub async fn wait_pod_running(&self, namespace: &str, name: &str, timeout: Duration) -> Result<Pod, Error> {
+    pub async fn wait_pod_running(
+        &self,
+        namespace: &str,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<Pod, Error> {
         wait_for(
             &Api::<Pod>::namespaced(self.client(), namespace),
             name,
@@ -484,7 +521,8 @@ impl Cluster {
     /// Stops a node's kubelet only (SIGTERM): its pods keep running and
     /// forwarding, but the control plane loses sight of the node.
     pub fn stop_kubelet(&self, name: &str) -> Result<(), Error> {
-        self.node(name)?.signal_kubelet(nix::sys::signal::Signal::SIGTERM)
+        self.node(name)?
+            .signal_kubelet(nix::sys::signal::Signal::SIGTERM)
     }
 
     /// Whether the node's processes are running (it was not killed).
@@ -554,7 +592,8 @@ impl Cluster {
                     // The pod CIDR is assigned once, as a node IPAM controller would.
                     if !cidr_set && n.spec.as_ref().and_then(|s| s.pod_cidr.as_ref()).is_none() {
                         let cidr = self.pod_cidr(name)?;
-                        let patch = serde_json::json!({"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}});
+                        let patch =
+                            serde_json::json!({"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}});
                         api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
                             .await
                             .map_err(|source| Error::Kube {
@@ -576,15 +615,25 @@ impl Cluster {
         Err(Error::Timeout {
             what: format!("node {name} to become Ready"),
             seconds: START_TIMEOUT.as_secs(),
-            last: format!("{last}\nkubelet log:\n{}", self.log_tail(&format!("{name}/kubelet"), 20)),
+            last: format!(
+                "{last}\nkubelet log:\n{}",
+                self.log_tail(&format!("{name}/kubelet"), 20)
+            ),
         })
     }
 
     async fn wait_default_service_account(&self) -> Result<(), Error> {
-        let api = Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(self.client(), "default");
-        wait_for(&api, "default", "the default ServiceAccount", START_TIMEOUT, |_| true)
-            .await
-            .map(drop)
+        let api =
+            Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(self.client(), "default");
+        wait_for(
+            &api,
+            "default",
+            "the default ServiceAccount",
+            START_TIMEOUT,
+            |_| true,
+        )
+        .await
+        .map(drop)
     }
 }
 
@@ -622,13 +671,12 @@ where
 {
     let start = Instant::now();
     loop {
-        let last;
-        match api.get_opt(name).await {
+        let last = match api.get_opt(name).await {
             Ok(Some(obj)) if condition(&obj) => return Ok(obj),
-            Ok(Some(obj)) => last = describe(&obj),
-            Ok(None) => last = String::from("not found"),
-            Err(e) => last = e.to_string(),
-        }
+            Ok(Some(obj)) => describe(&obj),
+            Ok(None) => String::from("not found"),
+            Err(e) => e.to_string(),
+        };
         if start.elapsed() > timeout {
             return Err(Error::Timeout {
                 what: what.to_string(),
@@ -670,7 +718,13 @@ fn describe_conditions(node: &K8sNode) -> String {
         .into_iter()
         .flatten()
     {
-        let _ = write!(out, "{}={} ({}) ", c.type_, c.status, c.message.as_deref().unwrap_or(""));
+        let _ = write!(
+            out,
+            "{}={} ({}) ",
+            c.type_,
+            c.status,
+            c.message.as_deref().unwrap_or("")
+        );
     }
     out
 }

@@ -98,7 +98,14 @@ impl Node {
         images: &[PathBuf],
     ) -> Result<Self, Error> {
         let dir = cluster_dir.join(name);
-        for sub in ["net.d", "cni-bin", "containerd", "kubelet", "pod-logs", "ipam"] {
+        for sub in [
+            "net.d",
+            "cni-bin",
+            "containerd",
+            "kubelet",
+            "pod-logs",
+            "ipam",
+        ] {
             let d = dir.join(sub);
             std::fs::create_dir_all(&d).map_err(io_err(&d))?;
         }
@@ -129,8 +136,18 @@ impl Node {
         run(
             "ip",
             &[
-                "link", "add", &cp_dev, "netns", cp.name(), "type", "veth", "peer", "name", "eth0",
-                "netns", self.netns.name(),
+                "link",
+                "add",
+                &cp_dev,
+                "netns",
+                cp.name(),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                self.netns.name(),
             ],
         )?;
         cp.ip(&["link", "set", &cp_dev, "master", "br0", "up"])?;
@@ -145,6 +162,13 @@ impl Node {
     }
 
     fn write_config(&self) -> Result<(), Error> {
+        self.write_containerd_config()?;
+        self.write_kubelet_config()?;
+        self.write_cni()?;
+        self.write_init_script()
+    }
+
+    fn write_containerd_config(&self) -> Result<(), Error> {
         let d = &self.dir;
         let sock = s(&d.join("containerd.sock"));
         let containerd = format!(
@@ -186,8 +210,12 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.snapshotter.v1.bt
             runc = s(&existing(runc_bin_dir().join("runc"))?),
             runc_root = s(&d.join("runc")),
         );
-        write_atomic(&d.join("containerd.toml"), &containerd)?;
+        write_atomic(&d.join("containerd.toml"), &containerd)
+    }
 
+    fn write_kubelet_config(&self) -> Result<(), Error> {
+        let d = &self.dir;
+        let sock = s(&d.join("containerd.sock"));
         let ip = node_ip(self.index);
         let mut kubelet = format!(
             r#"apiVersion: kubelet.config.k8s.io/v1beta1
@@ -233,8 +261,11 @@ fileCheckFrequency: 5s
         write_atomic(
             &d.join("kubeconfig"),
             &super::control_plane::kubeconfig_yaml(&format!("https://{API_ADDRESS}:{API_PORT}")),
-        )?;
+        )
+    }
 
+    fn write_cni(&self) -> Result<(), Error> {
+        let d = &self.dir;
         // The primary CNI: Debian's bridge + host-local + portmap, with the
         // node's routed pod CIDR. No masquerade: pod addresses are routable in
         // the topology, as on a cloud network.
@@ -259,7 +290,12 @@ fileCheckFrequency: 5s
             let to = d.join("cni-bin").join(plugin);
             std::fs::copy(&from, &to).map_err(io_err(&to))?;
         }
+        Ok(())
+    }
 
+    fn write_init_script(&self) -> Result<(), Error> {
+        let d = &self.dir;
+        let ip = node_ip(self.index);
         // The node's init script, kept on disk so a failing node can be
         // restarted by hand (see the crate documentation).
         let kubelet_bin = k8s_binary("kubelet")?;
@@ -276,7 +312,7 @@ fileCheckFrequency: 5s
         }
         let hierarchies = super::host::KUBELET_HIERARCHIES.join(" ");
         let script = format!(
-            r#"#!/bin/sh
+            r"#!/bin/sh
 # PID 1 of node {name}: runs in the node's network namespace with a private
 # PID and mount namespace (nsenter --net + unshare --pid --mount).
 set -eu
@@ -298,7 +334,7 @@ done
 {kubelet_bin} --config=$D/kubelet.yaml --kubeconfig=$D/kubeconfig --root-dir=$D/kubelet \
     --hostname-override={name} --node-ip={ip}{labels} --v=1 > $D/kubelet.log 2>&1 &
 wait
-"#,
+",
             name = self.name,
             dir = s(d),
             cgroup = self.cgroup,
@@ -312,7 +348,10 @@ wait
 
     /// Lists extra image tarballs for the node to import at start.
     fn add_images(&self, tars: &[PathBuf]) -> Result<(), Error> {
-        let list: String = tars.iter().map(|t| format!("{}\n", s(t))).collect();
+        let list = tars.iter().fold(String::new(), |mut out, t| {
+            let _ = writeln!(out, "{}", s(t));
+            out
+        });
         write_atomic(&self.dir.join("images"), &list)
     }
 
@@ -352,11 +391,7 @@ wait
     fn down(&self, status: String) -> Error {
         let mut log = String::new();
         for file in ["node.log", "containerd.log", "kubelet.log"] {
-            let _ = write!(
-                log,
-                "--- {file}\n{}\n",
-                log_tail(&self.dir.join(file), 15)
-            );
+            let _ = write!(log, "--- {file}\n{}\n", log_tail(&self.dir.join(file), 15));
         }
         Error::NodeDown {
             node: self.name.clone(),
@@ -409,7 +444,10 @@ wait
         let root_dir = format!("--root-dir={}", s(&self.dir.join("kubelet")));
         for pid in self.pids() {
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            if cmdline.split(|b| *b == 0).any(|arg| arg == root_dir.as_bytes()) {
+            if cmdline
+                .split(|b| *b == 0)
+                .any(|arg| arg == root_dir.as_bytes())
+            {
                 let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
                 return Ok(());
             }
