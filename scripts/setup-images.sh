@@ -46,7 +46,7 @@ while read -r applet; do
 done < <(/bin/busybox --list-full)
 bash "$repo/scripts/mkimage.sh" "$tmp/busybox.tar" localhost/busybox:egress-testkit \
     --file /bin/busybox:/bin/busybox "${links[@]}" --dir /tmp --dir /etc \
-    --entrypoint '["/bin/sh"]'
+    --cmd '["sh"]'
 
 mv -f "$tmp/pause" "$tmp/pause.tar" "$tmp/busybox.tar" "$dir/"
 # A stable name for callers that do not read the exports (egress_testkit::tools).

@@ -241,6 +241,24 @@ async fn pods_on_two_workers_get_primary_cni_addresses_and_reach_each_other() {
         let out = ping(&cluster, from, to).await.unwrap();
         assert!(out.contains("1 packets received"), "{from} -> {to}: {out}");
     }
+    // In-cluster clients find the API server at the `kubernetes` Service.
+    let version = cluster
+        .exec_in_pod(
+            "default",
+            "a",
+            None,
+            &[
+                "wget",
+                "-q",
+                "-O",
+                "-",
+                "--no-check-certificate",
+                "https://10.96.0.1/version",
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(version.contains("\"gitVersion\": \"v1.34.3\""), "{version}");
 }
 
 const SCHEDULING: &str = "
@@ -373,13 +391,38 @@ async fn a_killed_node_goes_not_ready_and_its_pods_leave_the_data_plane() {
             .contains("command terminated with exit code 1"),
         "{err}"
     );
-    let node_ping = cluster.exec_on_node("worker-1", "ping", &["-c", "1", "-W", "1", &b_ip]);
-    assert!(node_ping.is_err(), "{node_ping:?}");
+    // (Debian's static busybox provides ping on the host side.)
+    let node_ping = cluster.exec_on_node(
+        "worker-1",
+        "busybox",
+        &["ping", "-c", "1", "-W", "1", &b_ip],
+    );
+    match node_ping {
+        Err(egress_testkit::Error::Command { status, .. }) => assert_eq!(status.code(), Some(1)),
+        other => panic!("b answered from worker-1 after its node died: {other:?}"),
+    }
     // The surviving node is unaffected.
     cluster
         .wait_node_ready("worker-1", true, WAIT)
         .await
         .unwrap();
+
+    // A stopped kubelet is a different failure: the node goes NotReady but
+    // its pods keep running and answering.
+    let a_ip = pod_ip(&pod_on(&cluster, "a2", "worker-1").await);
+    cluster.stop_kubelet("worker-1").unwrap();
+    cluster
+        .wait_node_ready("worker-1", false, Duration::from_secs(45))
+        .await
+        .unwrap();
+    let out = cluster
+        .exec_on_node(
+            "worker-1",
+            "busybox",
+            &["ping", "-c", "1", "-W", "2", &a_ip],
+        )
+        .unwrap();
+    assert!(out.contains("1 packets received"), "{out}");
     Api::<Pod>::namespaced(cluster.client(), "default")
         .delete("a", &DeleteParams::default())
         .await

@@ -14,6 +14,8 @@ pub(crate) const API_ADDRESS: &str = "10.77.0.1";
 pub(crate) const API_PORT: u16 = 6443;
 /// Service addresses; the `kubernetes` Service takes the first one.
 pub(crate) const SERVICE_CIDR: &str = "10.96.0.0/16";
+/// The `kubernetes` Service's address, the first of [`SERVICE_CIDR`].
+pub(crate) const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
 pub(crate) const TOKEN: &str = "egress-testkit-admin-token";
 
 /// The control-plane processes. Field order is drop order: clients of the API

@@ -108,7 +108,6 @@ impl ClusterBuilder {
             crate::tools::existing(tar.clone())?;
         }
         host::sweep_leftovers();
-        let sysctls = SysctlGuard::acquire()?;
         let id = host::next_cluster_id();
         let dir = host::base_dir().join(&id);
         std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
@@ -116,6 +115,9 @@ impl ClusterBuilder {
             source,
         })?;
         let scratch = ScratchDir(dir.clone());
+        // After the directory exists: other processes see this cluster as
+        // live and leave the saved kernel settings to its last holder.
+        let sysctls = SysctlGuard::acquire()?;
 
         let cp_netns = Netns::create("cp")?;
         cp_netns.ip(&["link", "add", "br0", "type", "bridge"])?;

@@ -12,7 +12,7 @@ use crate::netns::Netns;
 use crate::process::{Guarded, log_tail, run};
 use crate::tools::{containerd_bin_dir, existing, images_dir, k8s_binary, runc_bin_dir};
 
-use super::control_plane::{API_ADDRESS, API_PORT};
+use super::control_plane::{API_ADDRESS, API_PORT, KUBERNETES_SERVICE_IP};
 use super::host;
 
 /// Label and taint (`key=value:NoSchedule`) that mark an egress gateway node,
@@ -158,6 +158,23 @@ impl Node {
         // route table does for a node's pod range.
         cp.route(&[&pod_cidr(self.index), "via", &ip])?;
         self.netns.sysctl("net.ipv4.ip_forward", "1")?;
+        // In place of kube-proxy, for the one Service in-cluster clients need:
+        // `kubernetes` (the first service address, port 443) leads to the API
+        // server, from pods (prerouting) and from host-network pods (output).
+        let rules = self.dir.join("services.nft");
+        let dnat = format!(
+            "ip daddr {KUBERNETES_SERVICE_IP} tcp dport 443 dnat to {API_ADDRESS}:{API_PORT}"
+        );
+        std::fs::write(
+            &rules,
+            format!(
+                "table ip egress-testkit-services {{\n\
+                 \tchain prerouting {{ type nat hook prerouting priority dstnat; {dnat}; }}\n\
+                 \tchain output {{ type nat hook output priority -100; {dnat}; }}\n}}\n"
+            ),
+        )
+        .map_err(io_err(&rules))?;
+        self.netns.exec("nft", &["-f", &s(&rules)])?;
         Ok(())
     }
 
