@@ -3,7 +3,8 @@
 //! ```text
 //! eval "$(bash scripts/setup.sh)"
 //! cargo run -p egress-testkit --example cluster -- --workers 2 --gateways 1
-//!     # prints the kubeconfig and the node directories, runs until Ctrl-C
+//!     # prints the kubeconfig and the node directories, runs until Ctrl-C;
+//!     # --image TAR (from scripts/mkimage.sh) imports an image on every node
 //! cargo run -p egress-testkit --example cluster -- --figures
 //!     # start-up time, pod create to Running, memory per node; then exits
 //! ```
@@ -19,6 +20,7 @@ struct Args {
     workers: u8,
     gateways: u8,
     figures: bool,
+    images: Vec<std::path::PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -26,6 +28,7 @@ fn parse_args() -> Result<Args, String> {
         workers: 2,
         gateways: 1,
         figures: false,
+        images: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -38,9 +41,14 @@ fn parse_args() -> Result<Args, String> {
             "--workers" => args.workers = count("--workers")?,
             "--gateways" => args.gateways = count("--gateways")?,
             "--figures" => args.figures = true,
+            "--image" => args.images.push(
+                it.next()
+                    .ok_or("--image needs an OCI image tarball (scripts/mkimage.sh)")?
+                    .into(),
+            ),
             other => {
                 return Err(format!(
-                    "unknown argument {other}; usage: cluster [--workers N] [--gateways N] [--figures]"
+                    "unknown argument {other}; usage: cluster [--workers N] [--gateways N] [--image TAR]... [--figures]"
                 ));
             }
         }
@@ -129,11 +137,13 @@ async fn figures(cluster: &Cluster, started: Duration) -> Result<(), egress_test
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse_args()?;
     let t = Instant::now();
-    let cluster = Cluster::builder()
+    let mut builder = Cluster::builder()
         .workers(args.workers)
-        .gateways(args.gateways)
-        .start()
-        .await?;
+        .gateways(args.gateways);
+    for image in &args.images {
+        builder = builder.image(image);
+    }
+    let cluster = builder.start().await?;
     let started = t.elapsed();
     if args.figures {
         return Ok(figures(&cluster, started).await?);

@@ -97,6 +97,11 @@ impl ClusterBuilder {
 
     /// Starts the control plane and the nodes and waits until every node is
     /// `Ready` and the `default` service account exists (so pods can be made).
+    ///
+    /// Call it from an async task, not from `spawn_blocking`: the cluster's
+    /// processes are bound to the thread that starts them (they die with it, so
+    /// a killed test leaves no process behind), and tokio ends idle blocking
+    /// threads.
     pub async fn start(self) -> Result<Cluster, Error> {
         let total = u16::from(self.workers) + u16::from(self.gateways);
         if total == 0 || total > 200 {
