@@ -259,6 +259,41 @@ async fn pods_on_two_workers_get_primary_cni_addresses_and_reach_each_other() {
         .await
         .unwrap();
     assert!(version.contains("\"gitVersion\": \"v1.34.3\""), "{version}");
+
+    // portmap, the chain's last plugin, publishes a hostPort on the node's
+    // address: another node reaches the pod through it.
+    cluster
+        .apply(&format!(
+            "apiVersion: v1
+kind: Pod
+metadata: {{name: web, namespace: default}}
+spec:
+  nodeName: worker-1
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {BUSYBOX_IMAGE}
+    imagePullPolicy: Never
+    command: [sh, -c, 'mkdir /www && echo hello-from-web > /www/index.html && exec httpd -f -p 8080 -h /www']
+    ports: [{{containerPort: 8080, hostPort: 18080}}]
+"
+        ))
+        .await
+        .unwrap();
+    cluster
+        .wait_pod_running("default", "web", WAIT)
+        .await
+        .unwrap();
+    let url = format!("http://{}:18080/", cluster.node_ip("worker-1").unwrap());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let page = loop {
+        match cluster.exec_on_node("worker-2", "busybox", &["wget", "-q", "-O", "-", &url]) {
+            Ok(page) => break page,
+            Err(e) if Instant::now() > deadline => panic!("{url} from worker-2: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
+    assert_eq!(page.trim(), "hello-from-web");
 }
 
 const SCHEDULING: &str = "
