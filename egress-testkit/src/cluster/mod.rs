@@ -112,6 +112,7 @@ impl ClusterBuilder {
         for tar in &self.images {
             crate::tools::existing(tar.clone())?;
         }
+        let started = Instant::now();
         host::sweep_leftovers();
         let id = host::next_cluster_id();
         let dir = host::base_dir().join(&id);
@@ -159,7 +160,7 @@ impl ClusterBuilder {
             kubeconfig,
             id,
             dir,
-            started: Instant::now(),
+            started,
             _sysctls: sysctls,
             _scratch: scratch,
         };
