@@ -13,7 +13,13 @@
 //! `cargo test --benches` runs a small version (10 configurations, 100 ms
 //! operations, 10 cycles) that checks convergence only.
 
-#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::print_stdout,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::cast_precision_loss // ratios of small counts, for printing
+)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -37,12 +43,17 @@ struct Sizes {
     cycles: usize,
 }
 
+/// `EGRESS_AZURE_FIGURES_VERBOSE=1` prints every fault cycle.
+fn verbose() -> bool {
+    std::env::var_os("EGRESS_AZURE_FIGURES_VERBOSE").is_some()
+}
+
 fn sizes() -> Sizes {
     if let Ok(n) = std::env::var("EGRESS_AZURE_FIGURES_CONFIGS") {
         return Sizes {
             configs: n.parse().unwrap_or(10),
             latency: Duration::from_secs(2),
-            cycles: 2,
+            cycles: 100,
         };
     }
     if std::env::args().any(|a| a == "--bench") {
@@ -121,7 +132,11 @@ async fn run_loop(
                 "           pass {passes}: {:.1}-{:.1} s, {seen} configurations seen, {} Ready, {} writes so far, next in {:.1} s {failed:?}",
                 now.as_secs_f64(),
                 start.elapsed().as_secs_f64(),
-                report.outcomes.values().filter(|o| **o == Outcome::Ready).count(),
+                report
+                    .outcomes
+                    .values()
+                    .filter(|o| **o == Outcome::Ready)
+                    .count(),
                 local.arm.counts().writes,
                 requeue.as_secs_f64(),
             );
@@ -132,7 +147,7 @@ async fn run_loop(
         }
         let wait = scheduler
             .next_pass_at()
-            .map_or(Duration::from_secs(3600), |at| at.saturating_sub(now));
+            .map_or(Duration::from_hours(1), |at| at.saturating_sub(now));
         tokio::select! {
             event = events.recv() => {
                 if event.is_some() {
@@ -151,7 +166,9 @@ fn all(report: &PassReport, n: usize, want: &Outcome) -> bool {
 
 async fn arrivals(mode: Mode, s: &Sizes) -> (LocalCloud, Arc<InMemoryCluster>) {
     let local = LocalCloud::start(s.latency).await.unwrap();
-    local.add_vmss_pool("aks-gwpool-1234-vmss", "gwpool", 30, 4).unwrap();
+    local
+        .add_vmss_pool("aks-gwpool-1234-vmss", "gwpool", 30, 4)
+        .unwrap();
     let byo: Vec<Option<String>> = (0..s.configs)
         .map(|i| match mode {
             Mode::Byo => Some(local.add_byo_prefix(&format!("byo{i}"), 30).unwrap()),
@@ -193,7 +210,10 @@ async fn arrivals(mode: Mode, s: &Sizes) -> (LocalCloud, Arc<InMemoryCluster>) {
         others as f64 / 20.0,
     );
     for (op, c) in &counts.operations {
-        if !matches!(c.kind, Some(egress_fakearm::CallKind::Read | egress_fakearm::CallKind::Poll)) {
+        if !matches!(
+            c.kind,
+            Some(egress_fakearm::CallKind::Read | egress_fakearm::CallKind::Poll)
+        ) {
             println!("           {op}: {}", c.calls);
         }
     }
@@ -238,7 +258,7 @@ const VM_WRITE_OPS: [&str; 3] = [
 ];
 
 fn random_fault(rng: &mut Lcg) -> Fault {
-    match rng.next_u64() % 6 {
+    match rng.below(6) {
         0 => Fault::Throttle {
             retry_after_seconds: 1,
         },
@@ -275,7 +295,9 @@ async fn passes_until(
 
 async fn fault_cycles(s: &Sizes) {
     let local = LocalCloud::start(Duration::from_millis(20)).await.unwrap();
-    local.add_vmss_pool("aks-gwpool-1234-vmss", "gwpool", 30, 2).unwrap();
+    local
+        .add_vmss_pool("aks-gwpool-1234-vmss", "gwpool", 30, 2)
+        .unwrap();
     local.add_vm_pool("vmpool", 30, 2).unwrap();
     let cluster = InMemoryCluster::default();
     let mut rng = Lcg::new(0x5eed);
@@ -283,8 +305,8 @@ async fn fault_cycles(s: &Sizes) {
     let mut total = 0;
     let started = Instant::now();
     for cycle in 0..s.cycles {
-        let vm = rng.next_u64().is_multiple_of(3);
-        let mode = match rng.next_u64() % 3 {
+        let vm = rng.below(3) == 0;
+        let mode = match rng.below(3) {
             0 => Mode::Private,
             1 => Mode::Byo,
             _ => Mode::Managed,
@@ -300,15 +322,21 @@ async fn fault_cycles(s: &Sizes) {
             .chain(if vm { VM_WRITE_OPS.iter() } else { [].iter() })
             .copied()
             .collect();
+        let mut faults = Vec::new();
         for _ in 0..2 {
-            let op = ops[usize::try_from(rng.next_u64() % ops.len() as u64).unwrap()];
-            local.arm.script_fault(FaultRule::new(op, random_fault(&mut rng)));
+            let op = ops[usize::try_from(rng.below(ops.len() as u64)).unwrap()];
+            let fault = random_fault(&mut rng);
+            faults.push(format!("{op}: {}", fault.name()));
+            local.arm.script_fault(FaultRule::new(op, fault));
         }
+        let cycle_start = Instant::now();
         cluster.apply("ns", "cycle", spec);
         let up = passes_until(&local, &cluster, |r| all(r, 1, &Outcome::Ready)).await;
         for _ in 0..2 {
-            let op = ops[usize::try_from(rng.next_u64() % ops.len() as u64).unwrap()];
-            local.arm.script_fault(FaultRule::new(op, random_fault(&mut rng)));
+            let op = ops[usize::try_from(rng.below(ops.len() as u64)).unwrap()];
+            let fault = random_fault(&mut rng);
+            faults.push(format!("{op}: {}", fault.name()));
+            local.arm.script_fault(FaultRule::new(op, fault));
         }
         cluster.delete("ns", "cycle");
         let down = passes_until(&local, &cluster, |r| all(r, 1, &Outcome::Deleted)).await;
@@ -316,6 +344,13 @@ async fn fault_cycles(s: &Sizes) {
         let left = local.arm.leftovers();
         assert!(left.is_empty(), "cycle {cycle}: {left:#?}");
         assert!(cluster.state().configs.is_empty());
+        if verbose() {
+            println!(
+                "           cycle {cycle}: {mode:?}{} up in {up}, down in {down} passes, {:.1} s; {faults:?}",
+                if vm { " on the VM pool" } else { "" },
+                cycle_start.elapsed().as_secs_f64()
+            );
+        }
         max_passes = max_passes.max(up.max(down));
         total += up + down;
     }
@@ -341,8 +376,12 @@ fn main() {
             t = 6.0 * s.configs as f64 * s.latency.as_secs_f64(),
             l = s.latency.as_secs_f64(),
         );
+        let only_cycles = std::env::var_os("EGRESS_AZURE_FIGURES_ONLY_CYCLES").is_some();
         let mut steady = None;
         for mode in [Mode::Private, Mode::Byo, Mode::Managed] {
+            if only_cycles {
+                break;
+            }
             let (local, cluster) = arrivals(mode, &s).await;
             if matches!(mode, Mode::Private) {
                 steady = Some((local, cluster));

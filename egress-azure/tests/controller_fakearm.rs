@@ -3,7 +3,12 @@
 //! pool come up without a single call Azure refuses, a settled pass writes
 //! nothing, a move between pools and a deletion leave nothing behind.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
 
 use std::collections::BTreeMap;
 use std::time::Duration;

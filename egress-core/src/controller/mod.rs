@@ -1,8 +1,8 @@
 //! The controller's reconcile pass, generic over [`CloudProvider`] and
 //! [`ClusterApi`].
 //!
-//! One pass looks at every configuration at once and gives each one role (see
-//! [`Role`]): provision its spec, hold what Azure has for it, leave its pool
+//! One pass looks at every configuration at once and gives each one role:
+//! provision its spec, hold what Azure has for it, leave its pool
 //! (deletion, or a move to another pool), or nothing. Then, in the order
 //! Azure's rules demand:
 //!

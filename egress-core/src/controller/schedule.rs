@@ -112,7 +112,7 @@ mod tests {
         s.pass_started(600 * MS);
         s.changed(700 * MS);
         assert_eq!(s.next_pass_at(), None, "never two passes at once");
-        s.pass_finished(6000 * MS, Duration::from_secs(300));
+        s.pass_finished(6000 * MS, Duration::from_mins(5));
         assert!(s.due(6000 * MS), "the change during the pass is overdue");
     }
 
