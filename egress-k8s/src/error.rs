@@ -29,4 +29,34 @@ pub enum Error {
         /// The files that differ, are missing or are unexpected.
         files: Vec<String>,
     },
+    /// A Kubernetes API call of the controller failed.
+    #[error("Kubernetes API call {op} on {object} failed")]
+    Kube {
+        /// The call.
+        op: &'static str,
+        /// The object, `namespace/name` or a kind.
+        object: String,
+        /// The client's error.
+        #[source]
+        source: kube::Error,
+    },
+    /// An object the controller reads holds something it cannot use.
+    #[error("{object}: {problem}")]
+    Malformed {
+        /// The object, `namespace/name`.
+        object: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A listener of the controller could not be opened or served.
+    #[error("cannot serve {what} on {addr}")]
+    Serve {
+        /// Which endpoint.
+        what: &'static str,
+        /// The address.
+        addr: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
 }

@@ -4,7 +4,10 @@
 //!   `egressgateway.kubernetes.azure.com/v1alpha1`, wire-compatible with the
 //!   upstream project, with admission-time CEL validation.
 //! - [`generate`]: renders the CRD manifests that `deploy/crds/` holds.
+//! - [`controller`]: core's `ClusterApi` over kube-rs, and the controller
+//!   process around the reconcile pass (watches, leader election, metrics).
 
+pub mod controller;
 pub mod crd;
 mod error;
 pub mod generate;

@@ -1,4 +1,5 @@
 use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -63,6 +64,7 @@ fn default_true() -> bool {
     printcolumn = r#"{"name":"Egress Prefix","type":"string","jsonPath":".status.egressIpPrefix"}"#,
     printcolumn = r#"{"name":"Gateway IP","type":"string","jsonPath":".status.gatewayServerProfile.ip"}"#,
     printcolumn = r#"{"name":"Port","type":"integer","jsonPath":".status.gatewayServerProfile.port"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -123,6 +125,10 @@ pub struct StaticGatewayConfigurationStatus {
     /// How pods reach the gateway.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway_server_profile: Option<GatewayServerProfile>,
+    /// Standard conditions (an addition to upstream's fields): `Ready`, and
+    /// `Degraded` while a serving configuration's latest spec is not applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditions: Option<Vec<Condition>>,
 }
 
 /// The gateway's WireGuard endpoint as pods see it.
