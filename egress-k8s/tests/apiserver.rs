@@ -197,6 +197,7 @@ async fn status_subresource_and_printer_columns() -> TestResult {
             "Egress Prefix",
             "Gateway IP",
             "Port",
+            "Ready",
             "Age"
         ]
     );
