@@ -28,6 +28,8 @@ pub struct ApiServer {
     etcd: Guarded,
     url: String,
     kubeconfig: PathBuf,
+    /// The API server's program and arguments, to start it again.
+    apiserver_cmd: (PathBuf, Vec<String>),
     dir: tempfile::TempDir,
 }
 
@@ -150,8 +152,7 @@ impl ApiServer {
 
         let port = free_port()?;
         let certs = d.join("certs");
-        let mut cmd = Command::new(apiserver_bin);
-        cmd.args([
+        let args: Vec<String> = [
             &format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
             &format!("--secure-port={port}"),
             "--bind-address=127.0.0.1",
@@ -167,7 +168,12 @@ impl ApiServer {
             "--disable-admission-plugins=ServiceAccount",
             "--allow-privileged=true",
             "--v=1",
-        ]);
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        let mut cmd = Command::new(&apiserver_bin);
+        cmd.args(&args);
         let mut apiserver = Guarded::spawn("kube-apiserver", cmd, &d.join("kube-apiserver.log"))?;
         let url = format!("https://127.0.0.1:{port}");
         let kubeconfig = d.join("kubeconfig");
@@ -180,8 +186,23 @@ impl ApiServer {
             etcd,
             url,
             kubeconfig,
+            apiserver_cmd: (apiserver_bin, args),
             dir,
         })
+    }
+
+    /// Kills the API server (etcd keeps running), waits `down`, starts it
+    /// again on the same port with the same data and certificates, and waits
+    /// until it is ready: what clients see of an API server restart.
+    pub async fn restart(&mut self, down: Duration) -> Result<(), Error> {
+        self.apiserver.kill();
+        tokio::time::sleep(down).await;
+        let (bin, args) = &self.apiserver_cmd;
+        let mut cmd = Command::new(bin);
+        cmd.args(args);
+        let log = self.dir.path().join("kube-apiserver-restarted.log");
+        self.apiserver = Guarded::spawn("kube-apiserver", cmd, &log)?;
+        wait_ready(&mut self.apiserver, &self.kubeconfig).await
     }
 
     /// The HTTPS address of the API server.

@@ -49,6 +49,18 @@ impl Guarded {
         })
     }
 
+    /// Kills the process (and its group) and waits for it.
+    pub(crate) fn kill(&mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(-pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// The process ID (in the host's PID namespace).
     pub(crate) fn id(&self) -> u32 {
         self.child.id()
