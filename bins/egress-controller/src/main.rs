@@ -81,6 +81,9 @@ struct Args {
     /// Delay between polls of a long-running ARM operation.
     #[arg(long, default_value = "1s", value_parser = duration)]
     arm_poll_interval: Duration,
+    /// Longest delay between polls, whatever `Retry-After` the server suggests.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    arm_max_poll_interval: Duration,
     /// Quiet time after the last change before a pass.
     #[arg(long, default_value = "200ms", value_parser = duration)]
     debounce_quiet: Duration,
@@ -160,6 +163,7 @@ async fn setup(args: Args) -> anyhow::Result<Setup> {
     let mut settings = ClientSettings::new(endpoint.clone(), config.subscription_id.clone());
     settings.user_agent.clone_from(&config.user_agent);
     settings.poll_interval = args.arm_poll_interval;
+    settings.max_poll_interval = args.arm_max_poll_interval.max(args.arm_poll_interval);
     let client = ArmClient::new(settings, credential).with_context(|| {
         format!(
             "Resource Manager endpoint {endpoint:?} (--arm-endpoint or resourceManagerEndpoint)"

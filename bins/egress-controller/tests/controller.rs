@@ -107,7 +107,10 @@ async fn check_chain(env: &Env, sgc: &StaticGatewayConfiguration, nodes: usize) 
         "the rule is named after the LB configuration's UID"
     );
     let secret_ref = profile.private_key_secret_ref.unwrap();
-    assert_eq!(secret_ref.name.as_deref(), Some(format!("sgw-{uid}").as_str()));
+    assert_eq!(
+        secret_ref.name.as_deref(),
+        Some(format!("sgw-{uid}").as_str())
+    );
     assert_eq!(secret_ref.namespace.as_deref(), Some(SYSTEM_NS));
     assert_eq!(secret_ref.kind.as_deref(), Some("Secret"));
     let secret = Api::<Secret>::namespaced(env.client.clone(), SYSTEM_NS)
@@ -123,7 +126,10 @@ async fn check_chain(env: &Env, sgc: &StaticGatewayConfiguration, nodes: usize) 
         labels["egressgateway.kubernetes.azure.com/owning-gateway-config-name"],
         name
     );
-    assert!(secret.owner_references().is_empty(), "upstream's Secret has no owner");
+    assert!(
+        secret.owner_references().is_empty(),
+        "upstream's Secret has no owner"
+    );
     let (private, public) = secret_keys(&secret);
     assert_eq!(Some(public), profile.public_key);
     private
@@ -143,14 +149,24 @@ async fn create_update_delete_through_the_whole_chain() {
         private_keys.push(check_chain(&env, &sgc, 2).await);
         let (status, reason, _) = ready_condition(&sgc).unwrap();
         assert_eq!((status.as_str(), reason.as_str()), ("True", "Provisioned"));
-        assert_eq!(events_for(&env, &sgc.uid().unwrap(), "Provisioned").await, 1);
+        assert_eq!(
+            events_for(&env, &sgc.uid().unwrap(), "Provisioned").await,
+            1
+        );
     }
     let private = env.sgcs().get("private").await.unwrap();
     let egress = private.status.unwrap().egress_ip_prefix.unwrap();
-    assert_eq!(egress.split(',').count(), 2, "private mode: one IP per node: {egress}");
+    assert_eq!(
+        egress.split(',').count(),
+        2,
+        "private mode: one IP per node: {egress}"
+    );
     let public = env.sgcs().get("public").await.unwrap();
     let prefix = public.status.clone().unwrap().egress_ip_prefix.unwrap();
-    assert!(prefix.ends_with("/30"), "public mode: the managed prefix: {prefix}");
+    assert!(
+        prefix.ends_with("/30"),
+        "public mode: the managed prefix: {prefix}"
+    );
 
     // Update: the private configuration goes public.
     env.sgcs()
@@ -216,19 +232,43 @@ async fn create_update_delete_through_the_whole_chain() {
     wait_all_gone(&env, LONG).await;
     let lbs = Api::<GatewayLBConfiguration>::namespaced(env.client.clone(), NS);
     let vms = Api::<GatewayVMConfiguration>::namespaced(env.client.clone(), NS);
-    assert!(lbs.list(&ListParams::default()).await.unwrap().items.is_empty());
-    assert!(vms.list(&ListParams::default()).await.unwrap().items.is_empty());
+    assert!(
+        lbs.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(
+        vms.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
     let left = secrets
-        .list(&ListParams::default().labels("egressgateway.kubernetes.azure.com/owning-gateway-config-name"))
+        .list(
+            &ListParams::default()
+                .labels("egressgateway.kubernetes.azure.com/owning-gateway-config-name"),
+        )
         .await
         .unwrap();
-    assert!(left.items.is_empty(), "key Secrets left: {:?}", left.items.len());
-    env.local.arm.wait_for_operations(Duration::from_secs(10)).await;
+    assert!(
+        left.items.is_empty(),
+        "key Secrets left: {:?}",
+        left.items.len()
+    );
+    env.local
+        .arm
+        .wait_for_operations(Duration::from_secs(10))
+        .await;
     let leftovers = env.local.arm.leftovers();
     assert!(leftovers.is_empty(), "left in the fake ARM: {leftovers:#?}");
 
     // Graceful stop: exits 0 and releases the Lease.
-    let status = ctl.terminate(Duration::from_secs(30)).expect("exit after SIGTERM");
+    let status = ctl
+        .terminate(Duration::from_secs(30))
+        .expect("exit after SIGTERM");
     assert!(status.success(), "{status:?}");
     let lease = Api::<Lease>::namespaced(env.client.clone(), SYSTEM_NS)
         .get("0a299682.microsoft.com")
@@ -238,7 +278,10 @@ async fn create_update_delete_through_the_whole_chain() {
 
     // The private keys never reached a log, an event or a status.
     let logs = ctl.logs();
-    assert!(logs.contains("pass finished"), "the log is the controller's");
+    assert!(
+        logs.contains("pass finished"),
+        "the log is the controller's"
+    );
     let events = serde_json::to_string(
         &Api::<Event>::namespaced(env.client.clone(), NS)
             .list(&ListParams::default())
@@ -249,7 +292,10 @@ async fn create_update_delete_through_the_whole_chain() {
     .unwrap();
     for key in &private_keys {
         assert!(!logs.contains(key.as_str()), "a private key is in the log");
-        assert!(!events.contains(key.as_str()), "a private key is in an event");
+        assert!(
+            !events.contains(key.as_str()),
+            "a private key is in an event"
+        );
         assert!(!metrics_text(&ctl).contains(key.as_str()));
     }
     for line in logs.lines() {
@@ -343,8 +389,15 @@ async fn invalid_specs_cel_cannot_catch_show_ready_false_naming_the_field() {
     .await;
     let (_, reason, message) = condition(&sgc, "Degraded").unwrap();
     assert_eq!(reason, "InvalidSpec");
-    assert!(message.contains("spec.gatewayVmssProfile.publicIpPrefixSize"), "{message}");
-    assert_eq!(ready_condition(&sgc).unwrap().0, "True", "traffic still flows");
+    assert!(
+        message.contains("spec.gatewayVmssProfile.publicIpPrefixSize"),
+        "{message}"
+    );
+    assert_eq!(
+        ready_condition(&sgc).unwrap().0,
+        "True",
+        "traffic still flows"
+    );
     assert_eq!(lb_rules(&env), rules_before, "its rule is untouched");
     assert!(sgc.status.unwrap().egress_ip_prefix.is_some());
     drop(ctl);
@@ -360,9 +413,21 @@ async fn two_replicas_one_leader_and_a_takeover_loses_and_doubles_nothing() {
     env.apply(names[1], pool_spec(false)).await;
     wait_ready(&env, &names[..2], LONG).await;
     let leaders: Vec<bool> = [&a, &b].iter().map(|c| c.is_leader()).collect();
-    assert_eq!(leaders.iter().filter(|l| **l).count(), 1, "exactly one leader: {leaders:?}");
-    let (leader, follower) = if leaders[0] { (&mut a, &mut b) } else { (&mut b, &mut a) };
-    assert_eq!(follower.metric("egress_controller_passes_total"), Some(0.0), "the follower never passes");
+    assert_eq!(
+        leaders.iter().filter(|l| **l).count(),
+        1,
+        "exactly one leader: {leaders:?}"
+    );
+    let (leader, follower) = if leaders[0] {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+    assert_eq!(
+        follower.metric("egress_controller_passes_total"),
+        Some(0.0),
+        "the follower never passes"
+    );
 
     // Kill the leader in the middle of new work; the other takes over.
     env.apply(names[2], pool_spec(true)).await;
@@ -376,7 +441,10 @@ async fn two_replicas_one_leader_and_a_takeover_loses_and_doubles_nothing() {
     })
     .await;
     let takeover = started.elapsed();
-    assert!(takeover < Duration::from_secs(8), "takeover took {takeover:?} (lease 4 s)");
+    assert!(
+        takeover < Duration::from_secs(8),
+        "takeover took {takeover:?} (lease 4 s)"
+    );
     wait_ready(&env, &names, LONG).await;
 
     // Nothing lost or doubled: one Secret, one LB rule, one managed prefix per
@@ -391,7 +459,11 @@ async fn two_replicas_one_leader_and_a_takeover_loses_and_doubles_nothing() {
             .unwrap();
         lb_uids.push(lb.uid().unwrap());
         let sgc = env.sgcs().get(n).await.unwrap();
-        assert_eq!(events_for(&env, &sgc.uid().unwrap(), "Provisioned").await, 1, "{n}");
+        assert_eq!(
+            events_for(&env, &sgc.uid().unwrap(), "Provisioned").await,
+            1,
+            "{n}"
+        );
     }
     lb_uids.sort();
     assert_eq!(rules, lb_uids);
@@ -407,7 +479,11 @@ async fn two_replicas_one_leader_and_a_takeover_loses_and_doubles_nothing() {
         .collect();
     assert_eq!(secret_names.len(), names.len());
     let prefixes = env.local.arm.leftovers().public_ip_prefixes;
-    assert_eq!(prefixes.len(), 3, "one managed prefix per public configuration: {prefixes:?}");
+    assert_eq!(
+        prefixes.len(),
+        3,
+        "one managed prefix per public configuration: {prefixes:?}"
+    );
 
     // A leader that loses the Lease stops writing at once.
     let leases: Api<Lease> = Api::namespaced(env.client.clone(), SYSTEM_NS);
@@ -466,7 +542,10 @@ async fn kill_9_between_azure_writes_then_restart_converges_and_leaks_nothing() 
     wait_ready(&env, &names, LONG).await;
     // Kill again in the middle of the deletions.
     for n in names {
-        env.sgcs().delete(n, &DeleteParams::default()).await.unwrap();
+        env.sgcs()
+            .delete(n, &DeleteParams::default())
+            .await
+            .unwrap();
     }
     let writes = env.local.arm.counts().writes;
     wait_for("an ARM write of the deletions", LONG, || {
@@ -477,14 +556,22 @@ async fn kill_9_between_azure_writes_then_restart_converges_and_leaks_nothing() 
     second.kill9();
     let _third = env.controller("third", &["--leader-elect=false"]);
     wait_all_gone(&env, LONG).await;
-    env.local.arm.wait_for_operations(Duration::from_secs(10)).await;
+    env.local
+        .arm
+        .wait_for_operations(Duration::from_secs(10))
+        .await;
     let leftovers = env.local.arm.leftovers();
     assert!(leftovers.is_empty(), "left in the fake ARM: {leftovers:#?}");
     let secrets = Api::<Secret>::namespaced(env.client.clone(), SYSTEM_NS)
         .list(&ListParams::default())
         .await
         .unwrap();
-    assert!(secrets.items.iter().all(|s| !s.name_any().starts_with("sgw-")));
+    assert!(
+        secrets
+            .items
+            .iter()
+            .all(|s| !s.name_any().starts_with("sgw-"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -498,10 +585,16 @@ async fn api_server_restart_mid_run_reconnects_and_converges() {
     env.apply("after", pool_spec(false)).await;
     wait_ready(&env, &["before", "after"], LONG).await;
     for n in ["before", "after"] {
-        env.sgcs().delete(n, &DeleteParams::default()).await.unwrap();
+        env.sgcs()
+            .delete(n, &DeleteParams::default())
+            .await
+            .unwrap();
     }
     wait_all_gone(&env, LONG).await;
-    env.local.arm.wait_for_operations(Duration::from_secs(10)).await;
+    env.local
+        .arm
+        .wait_for_operations(Duration::from_secs(10))
+        .await;
     assert!(env.local.arm.leftovers().is_empty());
     drop(ctl);
 }

@@ -34,7 +34,10 @@ fn refuses_to_start_naming_what_is_missing_or_malformed() {
 
     let (ok, err) = run(&["--cloud-config", &cfg], &[]);
     assert!(!ok);
-    assert!(err.contains("--secret-namespace (or MY_POD_NAMESPACE) is required"), "{err}");
+    assert!(
+        err.contains("--secret-namespace (or MY_POD_NAMESPACE) is required"),
+        "{err}"
+    );
 
     let missing = dir.path().join("absent.json");
     let (ok, err) = run(
@@ -42,7 +45,10 @@ fn refuses_to_start_naming_what_is_missing_or_malformed() {
         &[("MY_POD_NAMESPACE", "sys")],
     );
     assert!(!ok);
-    assert!(err.contains("cannot read the cloud configuration") && err.contains("absent.json"), "{err}");
+    assert!(
+        err.contains("cannot read the cloud configuration") && err.contains("absent.json"),
+        "{err}"
+    );
 
     let no_sub = dir.path().join("no-sub.json");
     std::fs::write(&no_sub, GOOD.replace(r#""subscriptionId": "s","#, "")).unwrap();
@@ -67,25 +73,42 @@ fn refuses_to_start_naming_what_is_missing_or_malformed() {
         &[("MY_POD_NAMESPACE", "sys")],
     );
     assert!(!ok);
-    assert!(err.contains("--lease-duration") && err.contains("no unit"), "{err}");
+    assert!(
+        err.contains("--lease-duration") && err.contains("no unit"),
+        "{err}"
+    );
 
     let (ok, err) = run(
         &["--cloud-config", &cfg, "--lease-duration", "5s"],
-        &[("MY_POD_NAMESPACE", "sys"), ("EGRESS_ARM_STATIC_TOKEN", "t")],
+        &[
+            ("MY_POD_NAMESPACE", "sys"),
+            ("EGRESS_ARM_STATIC_TOKEN", "t"),
+        ],
     );
     assert!(!ok);
     assert!(err.contains("renew deadline"), "{err}");
 
     let (ok, err) = run(
         &["--cloud-config", &cfg, "--arm-endpoint", "not a url"],
-        &[("MY_POD_NAMESPACE", "sys"), ("EGRESS_ARM_STATIC_TOKEN", "t")],
+        &[
+            ("MY_POD_NAMESPACE", "sys"),
+            ("EGRESS_ARM_STATIC_TOKEN", "t"),
+        ],
     );
     assert!(!ok);
     assert!(err.contains("--arm-endpoint"), "{err}");
 
     let (ok, err) = run(
-        &["--cloud-config", &cfg, "--kubeconfig", "/nonexistent/kubeconfig"],
-        &[("MY_POD_NAMESPACE", "sys"), ("EGRESS_ARM_STATIC_TOKEN", "t")],
+        &[
+            "--cloud-config",
+            &cfg,
+            "--kubeconfig",
+            "/nonexistent/kubeconfig",
+        ],
+        &[
+            ("MY_POD_NAMESPACE", "sys"),
+            ("EGRESS_ARM_STATIC_TOKEN", "t"),
+        ],
     );
     assert!(!ok);
     assert!(err.contains("kubeconfig /nonexistent/kubeconfig"), "{err}");

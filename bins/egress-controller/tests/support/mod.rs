@@ -183,6 +183,10 @@ impl Controller {
             &health_port.to_string(),
             "--arm-poll-interval",
             "100ms",
+            // The fake ARM suggests whole seconds; polls every 500 ms at most
+            // keep figures about the controller, not the polling.
+            "--arm-max-poll-interval",
+            "500ms",
             "--lease-duration",
             "4s",
             "--renew-deadline",
@@ -224,7 +228,11 @@ impl Controller {
     pub fn get(&self, path: &str) -> Option<(u16, String)> {
         let mut s = TcpStream::connect(("127.0.0.1", self.metrics_port)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
         let mut text = String::new();
         s.read_to_string(&mut text).ok()?;
         let code = text.split(' ').nth(1)?.parse().ok()?;
@@ -238,6 +246,23 @@ impl Controller {
         body.lines()
             .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
             .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    }
+
+    /// The process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident set size in KiB, from `/proc`.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
     }
 
     pub fn is_leader(&self) -> bool {
@@ -318,7 +343,10 @@ pub fn ready_condition(sgc: &StaticGatewayConfiguration) -> Option<(String, Stri
     condition(sgc, "Ready")
 }
 
-pub fn condition(sgc: &StaticGatewayConfiguration, type_: &str) -> Option<(String, String, String)> {
+pub fn condition(
+    sgc: &StaticGatewayConfiguration,
+    type_: &str,
+) -> Option<(String, String, String)> {
     sgc.status
         .as_ref()?
         .conditions
