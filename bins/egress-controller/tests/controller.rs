@@ -222,6 +222,31 @@ async fn create_update_delete_through_the_whole_chain() {
         "events on transitions only: a new key is no new verdict"
     );
 
+    // No status up the chain holds a private key.
+    let objects = format!(
+        "{}{}{}",
+        serde_json::to_string(&env.sgcs().list(&ListParams::default()).await.unwrap().items).unwrap(),
+        serde_json::to_string(
+            &Api::<GatewayLBConfiguration>::namespaced(env.client.clone(), NS)
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+        )
+        .unwrap(),
+        serde_json::to_string(
+            &Api::<GatewayVMConfiguration>::namespaced(env.client.clone(), NS)
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+        )
+        .unwrap(),
+    );
+    for key in &private_keys {
+        assert!(!objects.contains(key.as_str()), "a private key is in an object");
+    }
+
     // Delete: nothing is left in the API server or the fake ARM.
     for name in ["private", "public"] {
         env.sgcs()

@@ -414,7 +414,7 @@ impl ClusterApi for KubeCluster {
     }
 
     async fn report_invalid(&self, id: &ConfigId, errors: &[CoreError]) -> Result<(), CoreError> {
-        self.apply_verdict(id, &Verdict::invalid(errors)).await
+        self.rejected(id, errors).await
     }
 }
 

@@ -230,9 +230,19 @@ impl KubeCluster {
     pub async fn report(&self, report: &PassReport) -> Vec<CoreError> {
         let mut errors = Vec::new();
         for (id, outcome) in &report.outcomes {
-            if let Outcome::DeletePending(e) = outcome {
-                self.delete_pending(id, e).await;
-                continue;
+            match outcome {
+                Outcome::DeletePending(e) => {
+                    self.delete_pending(id, e).await;
+                    continue;
+                }
+                Outcome::Deleted => {
+                    self.verdicts
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .remove(&id.uid);
+                    continue;
+                }
+                _ => {}
             }
             let serving = self
                 .sgc(id)
@@ -244,6 +254,23 @@ impl KubeCluster {
             }
         }
         errors
+    }
+
+    /// The verdict for a spec the pass rejects: the same one [`Self::report`]
+    /// writes for the pass's outcome, so the two never alternate.
+    pub(super) async fn rejected(&self, id: &ConfigId, errors: &[CoreError]) -> Result<(), CoreError> {
+        let serving = self
+            .sgc(id)
+            .is_some_and(|s| super::convert::sgc_status(s.status.as_ref()).is_ready());
+        let outcome = if serving {
+            Outcome::Held(errors.to_vec())
+        } else {
+            Outcome::Invalid(errors.to_vec())
+        };
+        match Verdict::of(&outcome, serving) {
+            Some(v) => self.apply_verdict(id, &v).await,
+            None => Ok(()),
+        }
     }
 
     fn sgc(&self, id: &ConfigId) -> Option<std::sync::Arc<StaticGatewayConfiguration>> {
