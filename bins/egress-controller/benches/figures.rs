@@ -147,8 +147,37 @@ async fn many(s: &Sizes) {
         .unwrap();
     }
     let created = start.elapsed().as_secs_f64();
+    // A follower (the Lease is held elsewhere) holds the watch stores only.
+    let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+        kube::Api::namespaced(env.client.clone(), support::SYSTEM_NS);
+    leases
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "figures-held-elsewhere"},
+                "spec": {"holderIdentity": "elsewhere", "leaseDurationSeconds": 3600,
+                         "renewTime": k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+                             k8s_openapi::jiff::Timestamp::now())},
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut follower = env.controller(
+        "follower",
+        &["--leader-election-id", "figures-held-elsewhere"],
+    );
+    while follower.get("/readyz").is_none_or(|(c, _)| c != 200) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let follower_rss = follower.rss_kib().unwrap_or(0);
+    follower.kill9();
     let ctl = env.controller("figures", &["--leader-elect=false", "--resync", RESYNC]);
     let ready = wait_all_ready(&env, s.many, Duration::from_mins(10)).await;
+    if std::env::var_os("EGRESS_FIGURES_VERBOSE").is_some() {
+        println!("    RSS when all Ready: {} KiB", ctl.rss_kib().unwrap_or(0));
+    }
     // Steady state: a few resync passes with nothing to do.
     let passes = ctl.metric("egress_controller_passes_total").unwrap_or(0.0);
     let sum = ctl
@@ -177,6 +206,10 @@ async fn many(s: &Sizes) {
         rss as f64 / 1024.0 / 30.0
     );
     println!(
+        "    of which the watch stores and the runtime (a follower that never passes): {:.1} MB",
+        follower_rss as f64 / 1024.0
+    );
+    println!(
         "pass latency at {} configurations, steady state: {:.1} ms per pass ({} resync passes at {RESYNC}; last {:.1} ms)",
         s.many,
         steady * 1000.0,
@@ -192,9 +225,17 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    // `EGRESS_FIGURES_ONLY=one|burst|many` runs one figure.
+    let only = std::env::var("EGRESS_FIGURES_ONLY").unwrap_or_default();
     rt.block_on(async {
-        one(&s).await;
-        burst(&s).await;
-        many(&s).await;
+        if only.is_empty() || only == "one" {
+            one(&s).await;
+        }
+        if only.is_empty() || only == "burst" {
+            burst(&s).await;
+        }
+        if only.is_empty() || only == "many" {
+            many(&s).await;
+        }
     });
 }

@@ -1,7 +1,13 @@
 //! The controller binary, as a process, against a real kube-apiserver (the
 //! testkit's) and the fake ARM over HTTP.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::too_many_lines, // each test is one scenario, told in order
+    clippy::float_cmp // counters read back from the metrics text
+)]
 
 mod support;
 
@@ -225,7 +231,8 @@ async fn create_update_delete_through_the_whole_chain() {
     // No status up the chain holds a private key.
     let objects = format!(
         "{}{}{}",
-        serde_json::to_string(&env.sgcs().list(&ListParams::default()).await.unwrap().items).unwrap(),
+        serde_json::to_string(&env.sgcs().list(&ListParams::default()).await.unwrap().items)
+            .unwrap(),
         serde_json::to_string(
             &Api::<GatewayLBConfiguration>::namespaced(env.client.clone(), NS)
                 .list(&ListParams::default())
@@ -244,7 +251,10 @@ async fn create_update_delete_through_the_whole_chain() {
         .unwrap(),
     );
     for key in &private_keys {
-        assert!(!objects.contains(key.as_str()), "a private key is in an object");
+        assert!(
+            !objects.contains(key.as_str()),
+            "a private key is in an object"
+        );
     }
 
     // Delete: nothing is left in the API server or the fake ARM.

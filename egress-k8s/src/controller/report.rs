@@ -258,7 +258,11 @@ impl KubeCluster {
 
     /// The verdict for a spec the pass rejects: the same one [`Self::report`]
     /// writes for the pass's outcome, so the two never alternate.
-    pub(super) async fn rejected(&self, id: &ConfigId, errors: &[CoreError]) -> Result<(), CoreError> {
+    pub(super) async fn rejected(
+        &self,
+        id: &ConfigId,
+        errors: &[CoreError],
+    ) -> Result<(), CoreError> {
         let serving = self
             .sgc(id)
             .is_some_and(|s| super::convert::sgc_status(s.status.as_ref()).is_ready());

@@ -269,7 +269,7 @@ fn watch_metadata(
                     changes.notify_one();
                 }
                 Err(e) => {
-                    tracing::warn!(kind = "Node", error = %e, "watch failed; retrying with backoff")
+                    tracing::warn!(kind = "Node", error = %e, "watch failed; retrying with backoff");
                 }
             }
         }

@@ -391,7 +391,7 @@ pub async fn wait_all_gone(env: &Env, timeout: Duration) {
     wait_for("every configuration deleted", timeout, || {
         let api = api.clone();
         async move {
-            let list = api.list(&Default::default()).await.ok()?;
+            let list = api.list(&kube::api::ListParams::default()).await.ok()?;
             list.items.is_empty().then_some(())
         }
     })
