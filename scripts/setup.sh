@@ -3,7 +3,8 @@
 # Idempotent: a second run only checks, and the slow Go builds are cached
 # under $EGRESS_CACHE keyed by the pinned Kubernetes version.
 #
-# Prints `export EGRESS_K8S_BIN_DIR=...` as its last line so callers can eval it.
+# Prints `export EGRESS_WIREGUARD_GO=...` and, as its last line,
+# `export EGRESS_K8S_BIN_DIR=...` so callers can eval it.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -57,4 +58,7 @@ else
     touch "$stamp"
 fi
 
+wireguard_go_export="$(bash "$repo/scripts/setup-wireguard-go.sh")"
+
+echo "$wireguard_go_export"
 echo "export EGRESS_K8S_BIN_DIR=$bin_dir"

@@ -223,8 +223,8 @@ mod tests {
         let dp = InMemoryDataplane::default();
         let first = block_on(sync_node(&dp, &want)).unwrap();
         assert_eq!(
-            first, 10_201,
-            "1 frontend + 100 creates + 100 configures + 10,000 peers"
+            first, 10_202,
+            "plumbing + 1 frontend + 100 creates + 100 configures + 10,000 peers"
         );
         assert_eq!(dp.node_state(), want);
         assert_eq!(
