@@ -425,3 +425,8 @@ impl Drop for Device {
         }
     }
 }
+
+/// Whether `text` is a WireGuard key (32 bytes, base64).
+pub fn valid_key(text: &str) -> bool {
+    Key::try_from(text).is_ok()
+}
