@@ -64,7 +64,9 @@ pub enum Error {
     },
     /// Embedded boringtun cannot serve a gateway device: its UDP socket
     /// would have to stay in the host namespace.
-    #[error("the gateway needs the kernel WireGuard module or wireguard-go; embedded boringtun cannot keep a device's socket in the host namespace")]
+    #[error(
+        "the gateway needs the kernel WireGuard module or wireguard-go; embedded boringtun cannot keep a device's socket in the host namespace"
+    )]
     BoringtunUnsupported,
     /// The private key of a configuration is not (yet) known.
     #[error("no private key loaded from Secret {0}")]

@@ -25,7 +25,10 @@ pub enum Control {
     Uapi,
 }
 
-fn wg_err(device: &str, action: &'static str) -> impl FnOnce(defguard_wireguard_rs::error::WireguardInterfaceError) -> Error {
+fn wg_err(
+    device: &str,
+    action: &'static str,
+) -> impl FnOnce(defguard_wireguard_rs::error::WireguardInterfaceError) -> Error {
     let device = device.to_string();
     move |source| Error::WireGuard {
         device,
@@ -78,11 +81,13 @@ pub fn set_key_and_port(
     match control {
         // A set with every current peer: the userspace API replaces the peer
         // list, so nothing is lost.
-        Control::Uapi => uapi(device)?.write_host(&host).map_err(|source| Error::Uapi {
-            device: device.to_string(),
-            action: "set",
-            source,
-        }),
+        Control::Uapi => uapi(device)?
+            .write_host(&host)
+            .map_err(|source| Error::Uapi {
+                device: device.to_string(),
+                action: "set",
+                source,
+            }),
         Control::Kernel => {
             let config = InterfaceConfiguration {
                 name: device.to_string(),
@@ -104,7 +109,12 @@ pub fn set_key_and_port(
 }
 
 /// Adds or updates a peer allowed exactly `ip` (a /32 or /128).
-pub fn upsert_peer(control: Control, device: &str, public_key: &str, ip: IpAddr) -> Result<(), Error> {
+pub fn upsert_peer(
+    control: Control,
+    device: &str,
+    public_key: &str,
+    ip: IpAddr,
+) -> Result<(), Error> {
     let mut peer = Peer::new(key("peer public", public_key)?);
     let len = if ip.is_ipv4() { 32 } else { 128 };
     peer.allowed_ips = vec![IpAddrMask::new(ip, len)];

@@ -16,7 +16,9 @@ use egress_core::traits::{Dataplane, sync_node};
 use egress_net::LinuxDataplane;
 use egress_net::dataplane::{Config, StaticKeys};
 use egress_net::netns::NsRef;
-use support::{ECHO, Topology, backend, endpoint, fetch_eventually, fetch_from, gateways, pod_tunnels};
+use support::{
+    ECHO, Topology, backend, endpoint, fetch_eventually, fetch_from, gateways, pod_tunnels,
+};
 
 /// Applies passes until one has nothing to do; returns the operations applied.
 async fn converge(dp: &LinuxDataplane, want: &NodeState) -> usize {
@@ -28,7 +30,10 @@ async fn converge(dp: &LinuxDataplane, want: &NodeState) -> usize {
             Err(e) => panic!("sync failed: {e} ({:?})", std::error::Error::source(&e)),
         }
     }
-    panic!("no convergence after 4 passes: {:?}", egress_core::node::diff(want, &dp.observe().await.unwrap()));
+    panic!(
+        "no convergence after 4 passes: {:?}",
+        egress_core::node::diff(want, &dp.observe().await.unwrap())
+    );
 }
 
 #[test]
@@ -67,8 +72,16 @@ fn three_configurations_snat_reply_drop_delete_repair_and_idle() {
         let name = format!("wg-{}", g.config.server.port);
         assert!(links.contains(&name), "{links}");
     }
-    assert!(links.contains("mtu 1420"), "tunnels get the tunnel MTU: {links}");
-    assert!(topo.node.ip(&["addr", "show", "eth0"]).unwrap().contains("192.0.2.100/32"));
+    assert!(
+        links.contains("mtu 1420"),
+        "tunnels get the tunnel MTU: {links}"
+    );
+    assert!(
+        topo.node
+            .ip(&["addr", "show", "eth0"])
+            .unwrap()
+            .contains("192.0.2.100/32")
+    );
 
     // Each pod's traffic leaves with its configuration's egress IP, through
     // the node's masquerade, and the reply comes back through the tunnel.
@@ -88,16 +101,32 @@ fn three_configurations_snat_reply_drop_delete_repair_and_idle() {
             if std::env::var_os("EGRESS_DEBUG_HOLD").is_some() {
                 std::thread::sleep(Duration::from_secs(90));
             }
-            eprintln!("{:?}", egress_net::wgctl::read(backend().control(), &format!("wg-{}", g.config.server.port)).map(|h| h.peers));
+            eprintln!(
+                "{:?}",
+                egress_net::wgctl::read(
+                    backend().control(),
+                    &format!("wg-{}", g.config.server.port)
+                )
+                .map(|h| h.peers)
+            );
         }
         let seen_src = seen_src.unwrap();
-        assert_eq!(seen_src, format!("203.0.113.{}", 10 + i), "source seen by the echo host");
+        assert_eq!(
+            seen_src,
+            format!("203.0.113.{}", 10 + i),
+            "source seen by the echo host"
+        );
     }
 
     // Unsolicited inbound to an egress IP is dropped (no reset, no answer).
     let probe = topo
         .echo
-        .run(|| std::net::TcpStream::connect_timeout(&"203.0.113.10:22".parse().unwrap(), Duration::from_secs(2)))
+        .run(|| {
+            std::net::TcpStream::connect_timeout(
+                &"203.0.113.10:22".parse().unwrap(),
+                Duration::from_secs(2),
+            )
+        })
         .unwrap();
     assert_eq!(
         probe.map(drop).map_err(|e| e.kind()),
@@ -118,7 +147,17 @@ fn three_configurations_snat_reply_drop_delete_repair_and_idle() {
     egress_net::wgctl::remove_peer(backend().control(), &wg1, &gws[1].pod_key.public).unwrap();
     let listing = topo
         .gateway
-        .exec("nft", &["-a", "list", "chain", "inet", "egress_gateway", "postrouting"])
+        .exec(
+            "nft",
+            &[
+                "-a",
+                "list",
+                "chain",
+                "inet",
+                "egress_gateway",
+                "postrouting",
+            ],
+        )
         .unwrap();
     let handle = listing
         .lines()
@@ -128,39 +167,86 @@ fn three_configurations_snat_reply_drop_delete_repair_and_idle() {
         .trim()
         .to_string();
     topo.gateway
-        .exec("nft", &["delete", "rule", "inet", "egress_gateway", "postrouting", "handle", &handle])
+        .exec(
+            "nft",
+            &[
+                "delete",
+                "rule",
+                "inet",
+                "egress_gateway",
+                "postrouting",
+                "handle",
+                &handle,
+            ],
+        )
         .unwrap();
     let broken = rt.block_on(dp.observe()).unwrap();
-    assert!(ready(&want, &broken).is_empty(), "a missing SNAT rule breaks every configuration");
+    assert!(
+        ready(&want, &broken).is_empty(),
+        "a missing SNAT rule breaks every configuration"
+    );
     assert!(fetch_from(&topo.client, gws[2].pod_ip, ECHO, Duration::from_secs(2)).is_err());
     let repaired = rt.block_on(converge(&dp, &want));
     assert!(repaired > 0);
-    assert_eq!(rt.block_on(dp.observe()).unwrap(), want, "everything is back");
+    assert_eq!(
+        rt.block_on(dp.observe()).unwrap(),
+        want,
+        "everything is back"
+    );
     for (i, g) in gws.iter().enumerate() {
         let src = fetch_eventually(&topo.client, g.pod_ip, ECHO, Duration::from_secs(20)).unwrap();
         assert_eq!(src, format!("203.0.113.{}", 10 + i));
     }
 
     // Deleting one configuration removes exactly its state.
-    let fewer = desired(&[configs[0].clone(), configs[2].clone()], &endpoints, tunnel_mtu(1500));
+    let fewer = desired(
+        &[configs[0].clone(), configs[2].clone()],
+        &endpoints,
+        tunnel_mtu(1500),
+    );
     rt.block_on(converge(&dp, &fewer));
     let after = rt.block_on(dp.observe()).unwrap();
     assert_eq!(after, fewer);
     assert!(after.stray_ips.is_empty());
     assert!(!topo.gateway.ip(&["link", "show"]).unwrap().contains(&wg1));
-    assert!(!topo.gateway.ip(&["addr", "show", "host0"]).unwrap().contains("203.0.113.11"));
-    assert!(!topo.node.ip(&["route", "show"]).unwrap().contains("203.0.113.11"));
-    let host_table = topo.node.exec("nft", &["list", "table", "inet", "egress_gateway_host"]).unwrap();
-    assert!(!host_table.contains("203.0.113.11") && host_table.contains("203.0.113.12"), "{host_table}");
+    assert!(
+        !topo
+            .gateway
+            .ip(&["addr", "show", "host0"])
+            .unwrap()
+            .contains("203.0.113.11")
+    );
+    assert!(
+        !topo
+            .node
+            .ip(&["route", "show"])
+            .unwrap()
+            .contains("203.0.113.11")
+    );
+    let host_table = topo
+        .node
+        .exec("nft", &["list", "table", "inet", "egress_gateway_host"])
+        .unwrap();
+    assert!(
+        !host_table.contains("203.0.113.11") && host_table.contains("203.0.113.12"),
+        "{host_table}"
+    );
     for i in [0usize, 2] {
-        let src = fetch_eventually(&topo.client, gws[i].pod_ip, ECHO, Duration::from_secs(20)).unwrap();
+        let src =
+            fetch_eventually(&topo.client, gws[i].pod_ip, ECHO, Duration::from_secs(20)).unwrap();
         assert_eq!(src, format!("203.0.113.{}", 10 + i));
     }
 
     // Nothing left: everything goes, including the plumbing.
     rt.block_on(converge(&dp, &NodeState::default()));
     assert_eq!(rt.block_on(dp.observe()).unwrap(), NodeState::default());
-    assert!(!topo.node.ip(&["link", "show"]).unwrap().contains("host-gateway"));
+    assert!(
+        !topo
+            .node
+            .ip(&["link", "show"])
+            .unwrap()
+            .contains("host-gateway")
+    );
     let start = Instant::now();
     while !dp.userspace_pids().is_empty() && start.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(50));

@@ -75,14 +75,21 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, route: fn(&Shared
             .await;
             let Ok(Some(head)) = head else { return };
             let mut words = head.split_whitespace();
-            let (method, target) = (words.next().unwrap_or_default(), words.next().unwrap_or_default());
+            let (method, target) = (
+                words.next().unwrap_or_default(),
+                words.next().unwrap_or_default(),
+            );
             let path = target.split('?').next().unwrap_or_default();
             let (code, body) = if method == "GET" || method == "HEAD" {
                 route(&shared, path)
             } else {
                 (400, "GET only\n".into())
             };
-            let content_type = if path == "/metrics" { "text/plain; version=0.0.4" } else { "text/plain" };
+            let content_type = if path == "/metrics" {
+                "text/plain; version=0.0.4"
+            } else {
+                "text/plain"
+            };
             let reply = format!(
                 "HTTP/1.1 {code} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
                 reason(code),

@@ -17,10 +17,13 @@ async fn get(base: &str, path: &str) -> Result<Value> {
         .strip_prefix("http://")
         .context("the IMDS URL must start with http://")?
         .trim_end_matches('/');
-    let mut stream = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(authority))
-        .await
-        .context("IMDS did not answer within 5 s")?
-        .with_context(|| format!("cannot connect to IMDS at {authority}"))?;
+    let mut stream = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::net::TcpStream::connect(authority),
+    )
+    .await
+    .context("IMDS did not answer within 5 s")?
+    .with_context(|| format!("cannot connect to IMDS at {authority}"))?;
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {authority}\r\nMetadata: true\r\nUser-Agent: egress-gateway-daemon\r\nConnection: close\r\n\r\n"
     );
@@ -30,7 +33,9 @@ async fn get(base: &str, path: &str) -> Result<Value> {
         .await
         .context("IMDS response timed out")??;
     let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").context("IMDS sent no HTTP header")?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .context("IMDS sent no HTTP header")?;
     let status = head.split_whitespace().nth(1).unwrap_or_default();
     if status != "200" {
         bail!("IMDS {path} answered {status}");
@@ -61,7 +66,9 @@ pub async fn identity(base: &str) -> Result<NodeIdentity> {
     let computer_name = text(&compute["osProfile"]["computerName"])
         .context("IMDS compute.osProfile.computerName is empty")?;
     if text(&instance["network"]["interface"][0]["ipv4"]["subnet"][0]["address"]).is_none()
-        && instance["network"]["interface"][0]["ipv4"]["subnet"].as_array().is_none_or(Vec::is_empty)
+        && instance["network"]["interface"][0]["ipv4"]["subnet"]
+            .as_array()
+            .is_none_or(Vec::is_empty)
     {
         bail!("IMDS network.interface[0].ipv4.subnet is empty");
     }
@@ -86,7 +93,10 @@ mod tests {
     fn tags_parse_like_upstream() {
         assert_eq!(
             parse_tags("aks-managed-poolName: gwpool ;bad;a:b:c;x:y"),
-            [("aks-managed-poolName".to_string(), "gwpool".to_string()), ("x".into(), "y".into())]
+            [
+                ("aks-managed-poolName".to_string(), "gwpool".to_string()),
+                ("x".into(), "y".into())
+            ]
         );
     }
 
@@ -106,7 +116,10 @@ mod tests {
                 } else {
                     r#"{"loadbalancer":{}}"#
                 };
-                let reply = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
                 s.write_all(reply.as_bytes()).await.unwrap();
             }
         });

@@ -15,10 +15,10 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Parser;
 use egress_k8s::gateway::{GatewayWatch, NodeIdentity, StatusWriter};
+use egress_net::LinuxDataplane;
 use egress_net::dataplane::{Config, GATEWAY_NETNS, StaticKeys};
 use egress_net::netns::{self, NsRef};
 use egress_net::wireguard::Backend;
-use egress_net::LinuxDataplane;
 
 /// Command-line flags; defaults follow upstream's daemon.
 #[derive(Debug, Parser)]
@@ -28,7 +28,11 @@ struct Args {
     #[arg(long, env = "MY_NODE_NAME")]
     node_name: String,
     /// Namespace of the key Secrets and of GatewayStatus.
-    #[arg(long, env = "MY_POD_NAMESPACE", default_value = "kube-egress-gateway-system")]
+    #[arg(
+        long,
+        env = "MY_POD_NAMESPACE",
+        default_value = "kube-egress-gateway-system"
+    )]
     secret_namespace: String,
     /// Azure IMDS base URL.
     #[arg(long, default_value = "http://169.254.169.254")]
@@ -47,6 +51,10 @@ struct Args {
     /// use for this node (default: --node-name).
     #[arg(long)]
     computer_name: Option<String>,
+    /// The namespace that holds the node's interface and the WireGuard
+    /// sockets (default: the daemon's own). For nested and test setups.
+    #[arg(long)]
+    host_netns: Option<PathBuf>,
     /// The gateway network namespace (created if missing).
     #[arg(long, default_value = GATEWAY_NETNS)]
     gateway_netns: PathBuf,
@@ -85,16 +93,19 @@ struct Args {
 async fn identity(args: &Args) -> Result<NodeIdentity> {
     if args.pool_name.is_some() || args.vmss_name.is_some() {
         return Ok(NodeIdentity {
-            computer_name: args.computer_name.clone().unwrap_or_else(|| args.node_name.clone()),
+            computer_name: args
+                .computer_name
+                .clone()
+                .unwrap_or_else(|| args.node_name.clone()),
             nic_name: None,
             pool_name: args.pool_name.clone(),
             vmss_name: args.vmss_name.clone(),
             resource_group: args.resource_group.clone(),
         });
     }
-    imds::identity(&args.imds_url)
-        .await
-        .context("reading node identity from IMDS (use --pool-name or --vmss-name where there is none)")
+    imds::identity(&args.imds_url).await.context(
+        "reading node identity from IMDS (use --pool-name or --vmss-name where there is none)",
+    )
 }
 
 async fn terminated() {
@@ -114,7 +125,10 @@ async fn main() -> Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     if args.log_format == "json" {
-        tracing_subscriber::fmt().json().with_env_filter(filter).init();
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init();
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
@@ -127,7 +141,7 @@ async fn main() -> Result<()> {
     tracing::info!(backend = backend.name(), "WireGuard backend");
     let dataplane = LinuxDataplane::new(
         Config {
-            host_ns: NsRef::Current,
+            host_ns: args.host_netns.clone().map_or(NsRef::Current, NsRef::Path),
             gateway_ns: NsRef::Path(args.gateway_netns.clone()),
             node_interface: args.node_interface.clone(),
             backend,
@@ -146,11 +160,14 @@ async fn main() -> Result<()> {
 
     let identity = identity(&args).await?;
     tracing::info!(?identity, "node identity");
-    let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
-    let shared = Arc::new(state::Shared::default());
-    let probe = tokio::net::TcpListener::bind((args.bind_address.as_str(), args.gateway_lb_probe_port))
+    let client = kube::Client::try_default()
         .await
-        .with_context(|| format!("binding the probe port {}", args.gateway_lb_probe_port))?;
+        .context("connecting to the Kubernetes API")?;
+    let shared = Arc::new(state::Shared::default());
+    let probe =
+        tokio::net::TcpListener::bind((args.bind_address.as_str(), args.gateway_lb_probe_port))
+            .await
+            .with_context(|| format!("binding the probe port {}", args.gateway_lb_probe_port))?;
     let admin = tokio::net::TcpListener::bind((args.bind_address.as_str(), args.metrics_bind_port))
         .await
         .with_context(|| format!("binding the metrics port {}", args.metrics_bind_port))?;
@@ -184,7 +201,11 @@ async fn main() -> Result<()> {
     // Drain: the load balancer stops sending new flows here; the dataplane
     // stays so established flows keep working and a restart is seamless.
     shared.drain();
-    let delay = if args.lb_probe_drain_delay_seconds == 0 { 10 } else { args.lb_probe_drain_delay_seconds };
+    let delay = if args.lb_probe_drain_delay_seconds == 0 {
+        10
+    } else {
+        args.lb_probe_drain_delay_seconds
+    };
     tracing::info!(seconds = delay, "draining: probes answer 503");
     tokio::time::sleep(Duration::from_secs(delay)).await;
     Ok(())

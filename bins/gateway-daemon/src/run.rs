@@ -55,12 +55,19 @@ impl Reconciler {
             tracing::warn!(%reason, "ignoring object");
         }
         {
-            let mut keys = self.keys.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut keys = self
+                .keys
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             keys.clear();
             keys.extend(snap.keys.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
-        let mut placed: BTreeMap<String, ActiveConfig> =
-            snap.configs.iter().map(|c| (c.uid.clone(), c.clone())).collect();
+        let mut placed: BTreeMap<String, ActiveConfig> = snap
+            .configs
+            .iter()
+            .map(|c| (c.uid.clone(), c.clone()))
+            .collect();
         for uid in &snap.unplaced {
             if let Some(prev) = self.placed.get(uid) {
                 tracing::info!(sgc_uid = %uid, "VM configuration lacks this node; keeping its live state");
@@ -81,7 +88,10 @@ impl Reconciler {
                 ok
             })
             .collect();
-        (desired(&configs, &endpoints, tunnel_mtu(self.underlay_mtu)), endpoints)
+        (
+            desired(&configs, &endpoints, tunnel_mtu(self.underlay_mtu)),
+            endpoints,
+        )
     }
 
     /// One pass: plan, apply until nothing is left to do (at most three
@@ -89,6 +99,12 @@ impl Reconciler {
     pub async fn pass(&mut self, trigger: Trigger) {
         let start = Instant::now();
         let (want, endpoints) = self.plan();
+        let planned: BTreeSet<String> = want
+            .interfaces
+            .values()
+            .map(|i| i.sgc_uid.clone())
+            .collect();
+        self.shared.retain_serving(&planned);
         let mut applied = 0;
         let mut failed = false;
         for _ in 0..3 {
@@ -107,7 +123,12 @@ impl Reconciler {
             return;
         };
         if applied > 0 {
-            tracing::info!(operations = applied, seconds = took, ?trigger, "node brought to plan");
+            tracing::info!(
+                operations = applied,
+                seconds = took,
+                ?trigger,
+                "node brought to plan"
+            );
         }
         let stats = self.dataplane.interface_stats();
         self.shared.metrics(|m| {
@@ -122,7 +143,15 @@ impl Reconciler {
                 .interfaces
                 .iter()
                 .filter(|(_, i)| serving.contains(&i.sgc_uid))
-                .map(|(name, i)| (name.clone(), (i.sgc_uid.clone(), stats.get(name).cloned().unwrap_or_default())))
+                .map(|(name, i)| {
+                    (
+                        name.clone(),
+                        (
+                            i.sgc_uid.clone(),
+                            stats.get(name).cloned().unwrap_or_default(),
+                        ),
+                    )
+                })
                 .collect();
             m.peers = m.interfaces.values().map(|(_, s)| s.peers).sum();
         });
@@ -147,13 +176,21 @@ impl Reconciler {
         }
     }
 
-    async fn report(&self, want: &NodeState, endpoints: &[PodEndpoint], serving: &BTreeSet<String>) {
+    async fn report(
+        &self,
+        want: &NodeState,
+        endpoints: &[PodEndpoint],
+        serving: &BTreeSet<String>,
+    ) {
         let by_uid: HashMap<&str, &ActiveConfig> =
             self.placed.values().map(|c| (c.uid.as_str(), c)).collect();
         let mut gateways = Vec::new();
         let mut peers = Vec::new();
         for (name, iface) in &want.interfaces {
-            let Some(c) = by_uid.get(iface.sgc_uid.as_str()).filter(|_| serving.contains(&iface.sgc_uid)) else {
+            let Some(c) = by_uid
+                .get(iface.sgc_uid.as_str())
+                .filter(|_| serving.contains(&iface.sgc_uid))
+            else {
                 continue;
             };
             gateways.push(GatewayConfiguration {
@@ -161,7 +198,9 @@ impl Reconciler {
                 interface_name: Some(name.clone()),
             });
             for e in endpoints.iter().filter(|e| {
-                e.namespace == c.namespace && e.config == c.name && iface.peers.contains_key(&e.public_key)
+                e.namespace == c.namespace
+                    && e.config == c.name
+                    && iface.peers.contains_key(&e.public_key)
             }) {
                 peers.push(PeerConfiguration {
                     pod_endpoint: Some(format!("{}/{}", e.namespace, e.name)),
@@ -178,7 +217,12 @@ impl Reconciler {
     /// Runs passes until `stop` resolves: on changes, on the `resync` timer,
     /// and between them read-only checks every `check` so the probe notices
     /// a break before the next repair.
-    pub async fn run(&mut self, resync: Duration, check: Duration, stop: impl std::future::Future<Output = ()>) {
+    pub async fn run(
+        &mut self,
+        resync: Duration,
+        check: Duration,
+        stop: impl std::future::Future<Output = ()>,
+    ) {
         let mut stop = std::pin::pin!(stop);
         self.pass(Trigger::Change).await;
         let mut next_pass = tokio::time::Instant::now() + resync;

@@ -43,12 +43,25 @@ impl Shared {
     /// Whether the probe should say 200 for `uid`.
     pub fn serving(&self, uid: &str) -> bool {
         !self.draining.load(Ordering::SeqCst)
-            && self.serving.lock().unwrap_or_else(PoisonError::into_inner).contains(uid)
+            && self
+                .serving
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(uid)
     }
 
     /// Publishes the configurations observed in place.
     pub fn set_serving(&self, uids: BTreeSet<String>) {
         *self.serving.lock().unwrap_or_else(PoisonError::into_inner) = uids;
+    }
+
+    /// Stops serving every UID not in `keep` (a configuration on its way
+    /// out answers 503 before its state is removed).
+    pub fn retain_serving(&self, keep: &BTreeSet<String>) {
+        self.serving
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|uid| keep.contains(uid));
     }
 
     /// From now on every probe answers 503.
@@ -66,14 +79,47 @@ impl Shared {
         let m = self.metrics.lock().unwrap_or_else(PoisonError::into_inner);
         let mut t = String::new();
         let mut gauge = |name: &str, help: &str, kind: &str, value: String| {
-            let _ = writeln!(t, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+            let _ = writeln!(
+                t,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
         };
-        gauge("egress_gateway_configurations_applied", "Configurations observed fully in place.", "gauge", m.configurations.to_string());
-        gauge("egress_gateway_peers_applied", "WireGuard peers on those configurations.", "gauge", m.peers.to_string());
-        gauge("egress_gateway_drift_repairs_total", "Timer passes that found and repaired drift.", "counter", m.drift_repairs.to_string());
-        gauge("egress_gateway_kernel_writes_total", "Netlink, WireGuard, nftables and sysctl writes.", "counter", m.kernel_writes.to_string());
-        gauge("egress_gateway_sync_errors_total", "Passes that failed.", "counter", m.errors.to_string());
-        gauge("egress_gateway_apply_seconds_last", "Duration of the last pass.", "gauge", format!("{:.6}", m.apply_seconds_last));
+        gauge(
+            "egress_gateway_configurations_applied",
+            "Configurations observed fully in place.",
+            "gauge",
+            m.configurations.to_string(),
+        );
+        gauge(
+            "egress_gateway_peers_applied",
+            "WireGuard peers on those configurations.",
+            "gauge",
+            m.peers.to_string(),
+        );
+        gauge(
+            "egress_gateway_drift_repairs_total",
+            "Timer passes that found and repaired drift.",
+            "counter",
+            m.drift_repairs.to_string(),
+        );
+        gauge(
+            "egress_gateway_kernel_writes_total",
+            "Netlink, WireGuard, nftables and sysctl writes.",
+            "counter",
+            m.kernel_writes.to_string(),
+        );
+        gauge(
+            "egress_gateway_sync_errors_total",
+            "Passes that failed.",
+            "counter",
+            m.errors.to_string(),
+        );
+        gauge(
+            "egress_gateway_apply_seconds_last",
+            "Duration of the last pass.",
+            "gauge",
+            format!("{:.6}", m.apply_seconds_last),
+        );
         let _ = writeln!(
             t,
             "# HELP egress_gateway_apply_seconds Duration of passes.\n# TYPE egress_gateway_apply_seconds summary\negress_gateway_apply_seconds_sum {:.6}\negress_gateway_apply_seconds_count {}",
@@ -82,16 +128,37 @@ impl Shared {
         let mut by_metric: HashMap<&str, Vec<String>> = HashMap::new();
         for (iface, (uid, s)) in &m.interfaces {
             let labels = format!("interface=\"{iface}\",sgc_uid=\"{uid}\"");
-            by_metric.entry("egress_gateway_rx_bytes_total").or_default().push(format!("{{{labels}}} {}", s.rx_bytes));
-            by_metric.entry("egress_gateway_tx_bytes_total").or_default().push(format!("{{{labels}}} {}", s.tx_bytes));
+            by_metric
+                .entry("egress_gateway_rx_bytes_total")
+                .or_default()
+                .push(format!("{{{labels}}} {}", s.rx_bytes));
+            by_metric
+                .entry("egress_gateway_tx_bytes_total")
+                .or_default()
+                .push(format!("{{{labels}}} {}", s.tx_bytes));
             if let Some(age) = s.latest_handshake_age_secs {
-                by_metric.entry("egress_gateway_latest_handshake_age_seconds").or_default().push(format!("{{{labels}}} {age}"));
+                by_metric
+                    .entry("egress_gateway_latest_handshake_age_seconds")
+                    .or_default()
+                    .push(format!("{{{labels}}} {age}"));
             }
         }
         for (name, help, kind) in [
-            ("egress_gateway_rx_bytes_total", "Bytes received from a configuration's peers.", "counter"),
-            ("egress_gateway_tx_bytes_total", "Bytes sent to a configuration's peers.", "counter"),
-            ("egress_gateway_latest_handshake_age_seconds", "Age of a configuration's most recent handshake.", "gauge"),
+            (
+                "egress_gateway_rx_bytes_total",
+                "Bytes received from a configuration's peers.",
+                "counter",
+            ),
+            (
+                "egress_gateway_tx_bytes_total",
+                "Bytes sent to a configuration's peers.",
+                "counter",
+            ),
+            (
+                "egress_gateway_latest_handshake_age_seconds",
+                "Age of a configuration's most recent handshake.",
+                "gauge",
+            ),
         ] {
             let _ = writeln!(t, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for line in by_metric.get(name).into_iter().flatten() {

@@ -36,9 +36,15 @@ pub fn applies_to(sgc: &StaticGatewayConfiguration, node: &NodeIdentity) -> bool
     match spec.gateway_vmss_profile.as_ref().filter(|p| p.is_set()) {
         Some(p) => {
             same(p.vmss_name.as_deref(), node.vmss_name.as_deref())
-                && same(p.vmss_resource_group.as_deref(), node.resource_group.as_deref())
+                && same(
+                    p.vmss_resource_group.as_deref(),
+                    node.resource_group.as_deref(),
+                )
         }
-        None => same(spec.gateway_nodepool_name.as_deref(), node.pool_name.as_deref()),
+        None => same(
+            spec.gateway_nodepool_name.as_deref(),
+            node.pool_name.as_deref(),
+        ),
     }
 }
 
@@ -46,7 +52,10 @@ pub fn applies_to(sgc: &StaticGatewayConfiguration, node: &NodeIdentity) -> bool
 /// frontend IP, a port, the public key and the key Secret all set.
 pub fn server_profile(sgc: &StaticGatewayConfiguration) -> Option<ServerProfile> {
     let status = sgc.status.as_ref()?;
-    status.egress_ip_prefix.as_deref().filter(|s| !s.is_empty())?;
+    status
+        .egress_ip_prefix
+        .as_deref()
+        .filter(|s| !s.is_empty())?;
     let p = status.gateway_server_profile.as_ref()?;
     let secret = p.private_key_secret_ref.as_ref()?;
     Some(ServerProfile {

@@ -45,7 +45,9 @@ where
         while let Some(event) = stream.next().await {
             match event {
                 Ok(_) => changed.notify_one(),
-                Err(e) => tracing::warn!(kind = what, error = %e, "watch failed; retrying, keeping the last known objects"),
+                Err(e) => {
+                    tracing::warn!(kind = what, error = %e, "watch failed; retrying, keeping the last known objects")
+                }
             }
         }
     });
@@ -56,8 +58,16 @@ impl GatewayWatch {
     /// Starts watching. Secrets are watched only in `secret_namespace`.
     pub fn start(client: &Client, secret_namespace: &str) -> Self {
         let changed = Arc::new(Notify::new());
-        let (sgcs, t1) = reflect(Api::all(client.clone()), "StaticGatewayConfiguration", changed.clone());
-        let (vms, t2) = reflect(Api::all(client.clone()), "GatewayVMConfiguration", changed.clone());
+        let (sgcs, t1) = reflect(
+            Api::all(client.clone()),
+            "StaticGatewayConfiguration",
+            changed.clone(),
+        );
+        let (vms, t2) = reflect(
+            Api::all(client.clone()),
+            "GatewayVMConfiguration",
+            changed.clone(),
+        );
         let (secrets, t3) = reflect(
             Api::namespaced(client.clone(), secret_namespace),
             "Secret",
@@ -77,10 +87,22 @@ impl GatewayWatch {
     /// Waits until every kind has been listed once. Until then a snapshot
     /// would be partial, and applying it could remove live state.
     pub async fn ready(&self) -> Result<(), Error> {
-        self.sgcs.wait_until_ready().await.map_err(|_| Error::WatchStopped("StaticGatewayConfiguration"))?;
-        self.vms.wait_until_ready().await.map_err(|_| Error::WatchStopped("GatewayVMConfiguration"))?;
-        self.secrets.wait_until_ready().await.map_err(|_| Error::WatchStopped("Secret"))?;
-        self.endpoints.wait_until_ready().await.map_err(|_| Error::WatchStopped("PodEndpoint"))
+        self.sgcs
+            .wait_until_ready()
+            .await
+            .map_err(|_| Error::WatchStopped("StaticGatewayConfiguration"))?;
+        self.vms
+            .wait_until_ready()
+            .await
+            .map_err(|_| Error::WatchStopped("GatewayVMConfiguration"))?;
+        self.secrets
+            .wait_until_ready()
+            .await
+            .map_err(|_| Error::WatchStopped("Secret"))?;
+        self.endpoints
+            .wait_until_ready()
+            .await
+            .map_err(|_| Error::WatchStopped("PodEndpoint"))
     }
 
     /// Waits for the next change of any watched object.

@@ -44,15 +44,22 @@ impl LinuxDataplane {
                 pod_ip,
             } => {
                 self.count(1);
-                let (control, iface, key, ip) =
-                    (self.cfg.backend.control(), iface.clone(), public_key.clone(), *pod_ip);
+                let (control, iface, key, ip) = (
+                    self.cfg.backend.control(),
+                    iface.clone(),
+                    public_key.clone(),
+                    *pod_ip,
+                );
                 self.wg_call(move || wgctl::upsert_peer(control, &iface, &key, ip))
                     .await
             }
             NodeOp::RemovePeer { iface, public_key } => {
                 self.count(1);
-                let (control, iface, key) =
-                    (self.cfg.backend.control(), iface.clone(), public_key.clone());
+                let (control, iface, key) = (
+                    self.cfg.backend.control(),
+                    iface.clone(),
+                    public_key.clone(),
+                );
                 self.wg_call(move || wgctl::remove_peer(control, &iface, &key))
                     .await
             }
@@ -187,7 +194,9 @@ impl LinuxDataplane {
             self.host_rtnl.move_to(index, self.gw.fd()).await?;
         }
         let index = self.gw_rtnl.index(name).await?;
-        self.gw_rtnl.add_address(index, TUNNEL_ADDRESS, 64, None).await?;
+        self.gw_rtnl
+            .add_address(index, TUNNEL_ADDRESS, 64, None)
+            .await?;
         // Userspace devices notice the link going up within a second, even
         // across namespaces, and only then bind their UDP socket.
         self.gw_rtnl.set_up(index).await
@@ -196,16 +205,27 @@ impl LinuxDataplane {
     async fn configure_interface(&self, name: &str, want: &Interface) -> Result<(), Error> {
         let index = self.gw_rtnl.index(name).await?;
         let port = port_of(name).unwrap_or(want.port);
-        let key = self
-            .keys
-            .private_key(&want.key_secret)
-            .ok_or_else(|| Error::MissingKey(format!("{}/{}", want.key_secret.namespace, want.key_secret.name)))?;
+        let key = self.keys.private_key(&want.key_secret).ok_or_else(|| {
+            Error::MissingKey(format!(
+                "{}/{}",
+                want.key_secret.namespace, want.key_secret.name
+            ))
+        })?;
         self.gw_rtnl.set_mtu(index, want.mtu).await?;
-        self.gw_rtnl.set_alias(index, &alias(&want.sgc_uid, &want.key_secret)).await?;
-        self.gw_rtnl.add_address(index, TUNNEL_ADDRESS, 64, None).await?;
+        self.gw_rtnl
+            .set_alias(index, &alias(&want.sgc_uid, &want.key_secret))
+            .await?;
+        self.gw_rtnl
+            .add_address(index, TUNNEL_ADDRESS, 64, None)
+            .await?;
         self.gw_rtnl.set_up(index).await?;
         self.count(2);
-        let (control, n, mtu, listen) = (self.cfg.backend.control(), name.to_string(), want.mtu, want.port);
+        let (control, n, mtu, listen) = (
+            self.cfg.backend.control(),
+            name.to_string(),
+            want.mtu,
+            want.port,
+        );
         let rp = format!("net/ipv4/conf/{name}/rp_filter");
         self.gw.run(move || write_sysctl(&rp, "0")).await??;
         self.wg_call(move || wgctl::set_key_and_port(control, &n, &key, listen, mtu))
@@ -239,7 +259,9 @@ impl LinuxDataplane {
 
         // The egress IP: on the veth, routed to by the host, exempt there.
         let veth = self.gw_rtnl.index(VETH_GATEWAY).await?;
-        self.gw_rtnl.add_address(veth, ip, host_len(ip), None).await?;
+        self.gw_rtnl
+            .add_address(veth, ip, host_len(ip), None)
+            .await?;
         let host_veth = self.host_rtnl.index(VETH_HOST).await?;
         self.host_rtnl
             .replace_route(&Route {
@@ -253,7 +275,8 @@ impl LinuxDataplane {
             .await?;
         self.nft_host(tables::host_exempt(ip)).await?;
         let now = self.listing(true).await?;
-        self.nft_gw(tables::gateway_tunnel(&now, name, port, ip)).await
+        self.nft_gw(tables::gateway_tunnel(&now, name, port, ip))
+            .await
     }
 
     /// Our table in the gateway (or host) namespace as it is now.
@@ -263,7 +286,9 @@ impl LinuxDataplane {
         } else {
             (&self.host, tables::HOST_TABLE)
         };
-        let json = worker.run(move || crate::nft::list_table_json(table)).await??;
+        let json = worker
+            .run(move || crate::nft::list_table_json(table))
+            .await??;
         Ok(json.map(|j| tables::parse(&j)).unwrap_or_default())
     }
 
@@ -277,7 +302,8 @@ impl LinuxDataplane {
             }
         }
         let now = self.listing(true).await?;
-        self.nft_gw(tables::gateway_tunnel_removed(&now, name, port)).await?;
+        self.nft_gw(tables::gateway_tunnel_removed(&now, name, port))
+            .await?;
         if let Some(link) = self.gw_rtnl.link(name).await? {
             // Its routes go with it; a userspace process exits with its TUN.
             self.gw_rtnl.delete_link(link.index).await?;
@@ -289,7 +315,9 @@ impl LinuxDataplane {
 
     async fn remove_egress_ip(&self, ip: IpAddr) -> Result<(), Error> {
         if let Some(veth) = self.gw_rtnl.link(VETH_GATEWAY).await? {
-            self.gw_rtnl.del_address(veth.index, ip, host_len(ip)).await?;
+            self.gw_rtnl
+                .del_address(veth.index, ip, host_len(ip))
+                .await?;
         }
         if let Some(veth) = self.host_rtnl.link(VETH_HOST).await? {
             self.host_rtnl
@@ -304,7 +332,8 @@ impl LinuxDataplane {
                 .await?;
         }
         let host = self.listing(false).await?;
-        self.nft_host(tables::host_exempt_removed(&host, ip)).await?;
+        self.nft_host(tables::host_exempt_removed(&host, ip))
+            .await?;
         // SNAT elements of ports whose link is gone still name it.
         let gw = self.listing(true).await?;
         self.nft_gw(tables::gateway_snat_removed(&gw, ip)).await?;

@@ -75,7 +75,10 @@ impl StaticKeys {
         self.0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert((secret.namespace.clone(), secret.name.clone()), private_key.to_string());
+            .insert(
+                (secret.namespace.clone(), secret.name.clone()),
+                private_key.to_string(),
+            );
     }
 }
 
@@ -174,7 +177,10 @@ impl LinuxDataplane {
 
     /// Traffic per interface, as of the last `observe`.
     pub fn interface_stats(&self) -> HashMap<String, InterfaceStats> {
-        self.stats.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.stats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Process IDs of the wireguard-go processes this adapter started.
@@ -263,7 +269,10 @@ pub fn frontend_label(iface: &str) -> String {
 
 /// The alias that records which configuration and key a link serves.
 fn alias(uid: &str, secret: &SecretRef) -> String {
-    format!("{ALIAS_PREFIX} uid={uid} secret={}/{}", secret.namespace, secret.name)
+    format!(
+        "{ALIAS_PREFIX} uid={uid} secret={}/{}",
+        secret.namespace, secret.name
+    )
 }
 
 /// Parses [`alias`] back: (uid, secret).
@@ -305,7 +314,9 @@ fn unspecified(like: IpAddr) -> IpAddr {
 fn adapter_error(op: &'static str, e: Error) -> egress_core::Error {
     use egress_core::{FailureKind, Layer};
     let kind = match &e {
-        Error::MissingKey(_) | Error::Key { .. } | Error::InterfaceName(_) => FailureKind::Permanent,
+        Error::MissingKey(_) | Error::Key { .. } | Error::InterfaceName(_) => {
+            FailureKind::Permanent
+        }
         _ => FailureKind::Transient,
     };
     egress_core::Error::adapter(Layer::Dataplane, op, kind, e)
@@ -334,11 +345,15 @@ mod tests {
 impl egress_core::traits::Dataplane for LinuxDataplane {
     async fn observe(&self) -> Result<egress_core::node::NodeState, egress_core::Error> {
         let _turn = self.turn.lock().await;
-        self.observe_state().await.map_err(|e| adapter_error("observe", e))
+        self.observe_state()
+            .await
+            .map_err(|e| adapter_error("observe", e))
     }
 
     async fn apply(&self, op: &egress_core::node::NodeOp) -> Result<(), egress_core::Error> {
         let _turn = self.turn.lock().await;
-        self.apply_op(op).await.map_err(|e| adapter_error("apply", e))
+        self.apply_op(op)
+            .await
+            .map_err(|e| adapter_error("apply", e))
     }
 }

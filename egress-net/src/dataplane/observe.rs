@@ -53,11 +53,17 @@ impl LinuxDataplane {
                 rtnl.links().await?,
                 rtnl.addresses().await?,
                 rtnl.routes().await?,
-                if gateway { rtnl.mark_rules().await? } else { Vec::new() },
+                if gateway {
+                    rtnl.mark_rules().await?
+                } else {
+                    Vec::new()
+                },
             ))
         };
-        let (dumps, listing) =
-            tokio::join!(dumps, worker.run(move || crate::nft::list_table_json(table)));
+        let (dumps, listing) = tokio::join!(
+            dumps,
+            worker.run(move || crate::nft::list_table_json(table))
+        );
         let (links, addrs, routes, rules) = dumps?;
         let listing = listing??;
         Ok(NsView {
@@ -77,7 +83,10 @@ impl LinuxDataplane {
             Control::Kernel => {
                 for name in names {
                     let n = name.clone();
-                    let host = self.gw.run(move || wgctl::read(Control::Kernel, &n)).await??;
+                    let host = self
+                        .gw
+                        .run(move || wgctl::read(Control::Kernel, &n))
+                        .await??;
                     out.insert(name, host);
                 }
             }
@@ -113,7 +122,9 @@ impl LinuxDataplane {
             let label = frontend_label(&self.cfg.node_interface);
             state.frontend_ips = host
                 .addrs_on(node_if.index)
-                .filter(|a| a.label.as_deref() == Some(label.as_str()) && a.prefix == host_len(a.ip))
+                .filter(|a| {
+                    a.label.as_deref() == Some(label.as_str()) && a.prefix == host_len(a.ip)
+                })
                 .map(|a| a.ip)
                 .collect();
         }
@@ -124,10 +135,16 @@ impl LinuxDataplane {
         let default_via = veth_gw.and_then(|v| {
             gw.routes
                 .iter()
-                .find(|r| r.table == MAIN_TABLE && r.prefix == 0 && r.oif == Some(v.index) && r.dst.is_ipv4())
+                .find(|r| {
+                    r.table == MAIN_TABLE
+                        && r.prefix == 0
+                        && r.oif == Some(v.index)
+                        && r.dst.is_ipv4()
+                })
                 .and_then(|r| r.gateway)
         });
-        let anything = veth_host.is_some() || veth_gw.is_some() || gw.table_present || host.table_present;
+        let anything =
+            veth_host.is_some() || veth_gw.is_some() || gw.table_present || host.table_present;
         if anything {
             let complete = match (veth_host, veth_gw, default_via) {
                 (Some(h), Some(g), Some(primary)) => {
@@ -139,7 +156,12 @@ impl LinuxDataplane {
                             && r.oif == Some(g.index)
                             && r.link_scope
                     });
-                    (h.up && g.up && lo_up && h.mtu == g.mtu && onlink && forwarding.trim() == "1"
+                    (h.up
+                        && g.up
+                        && lo_up
+                        && h.mtu == g.mtu
+                        && onlink
+                        && forwarding.trim() == "1"
                         && tables::gateway_complete(&gw.table, VETH_GATEWAY)
                         && tables::host_complete(&host.table))
                     .then_some(Plumbing {
@@ -158,13 +180,22 @@ impl LinuxDataplane {
 
         // Egress IPs: every place one can appear.
         let gw_addrs: BTreeSet<IpAddr> = veth_gw
-            .map(|g| gw.addrs_on(g.index).filter(|a| a.prefix == host_len(a.ip)).map(|a| a.ip).collect())
+            .map(|g| {
+                gw.addrs_on(g.index)
+                    .filter(|a| a.prefix == host_len(a.ip))
+                    .map(|a| a.ip)
+                    .collect()
+            })
             .unwrap_or_default();
         let host_routes: BTreeSet<IpAddr> = veth_host
             .map(|h| {
                 host.routes
                     .iter()
-                    .filter(|r| r.table == MAIN_TABLE && r.oif == Some(h.index) && r.prefix == host_len(r.dst))
+                    .filter(|r| {
+                        r.table == MAIN_TABLE
+                            && r.oif == Some(h.index)
+                            && r.prefix == host_len(r.dst)
+                    })
                     .map(|r| r.dst)
                     .collect()
             })
@@ -183,49 +214,80 @@ impl LinuxDataplane {
                 }
             }
         }
-        let mark_of_iif = gw.table.maps.get("mark_of_iif").cloned().unwrap_or_default();
+        let mark_of_iif = gw
+            .table
+            .maps
+            .get("mark_of_iif")
+            .cloned()
+            .unwrap_or_default();
 
         // Interfaces.
-        let wg_links: Vec<&Link> = gw.links.iter().filter(|l| port_of(&l.name).is_some()).collect();
+        let wg_links: Vec<&Link> = gw
+            .links
+            .iter()
+            .filter(|l| port_of(&l.name).is_some())
+            .collect();
         let devices = self
             .read_devices(wg_links.iter().map(|l| l.name.clone()).collect())
             .await?;
         let mut held = BTreeSet::new();
         let mut stats = HashMap::new();
         for link in wg_links {
-            let Some(port) = port_of(&link.name) else { continue };
-            let Some(dev) = devices.get(&link.name) else { continue };
-            let (sgc_uid, key_secret) = link.alias.as_deref().and_then(parse_alias).unwrap_or_else(|| {
-                (
-                    String::new(),
-                    SecretRef {
-                        namespace: String::new(),
-                        name: String::new(),
-                    },
-                )
-            });
-            let has_ll = gw.addrs_on(link.index).any(|a| a.ip == IpAddr::from([0xfe80, 0, 0, 0, 0, 0, 0, 1]));
-            let snat_ip = snat_by_port.get(&port).copied().map_or(IpAddr::from([0, 0, 0, 0]), |ip| {
-                let mark_ok = mark_of_iif.get(&link.name).is_some_and(|m| m == &port.to_string());
-                let rule_ok = rules.iter().any(|r: &MarkRule| {
-                    r.fwmark == u32::from(port) && r.table == u32::from(port) && r.priority == RULE_PRIORITY && r.v6 == ip.is_ipv6()
-                });
-                let route_ok = gw.routes.iter().any(|r| {
-                    r.table == u32::from(port) && r.prefix == 0 && r.oif == Some(link.index) && r.dst.is_ipv4() == ip.is_ipv4()
-                });
-                let complete = mark_ok
-                    && rule_ok
-                    && route_ok
-                    && gw_addrs.contains(&ip)
-                    && host_routes.contains(&ip)
-                    && exempt.contains(&ip);
-                if complete {
-                    held.insert(ip);
-                    ip
-                } else {
-                    unspecified(ip)
-                }
-            });
+            let Some(port) = port_of(&link.name) else {
+                continue;
+            };
+            let Some(dev) = devices.get(&link.name) else {
+                continue;
+            };
+            let (sgc_uid, key_secret) =
+                link.alias
+                    .as_deref()
+                    .and_then(parse_alias)
+                    .unwrap_or_else(|| {
+                        (
+                            String::new(),
+                            SecretRef {
+                                namespace: String::new(),
+                                name: String::new(),
+                            },
+                        )
+                    });
+            let has_ll = gw
+                .addrs_on(link.index)
+                .any(|a| a.ip == IpAddr::from([0xfe80, 0, 0, 0, 0, 0, 0, 1]));
+            let snat_ip =
+                snat_by_port
+                    .get(&port)
+                    .copied()
+                    .map_or(IpAddr::from([0, 0, 0, 0]), |ip| {
+                        let mark_ok = mark_of_iif
+                            .get(&link.name)
+                            .is_some_and(|m| m == &port.to_string());
+                        let rule_ok = rules.iter().any(|r: &MarkRule| {
+                            r.fwmark == u32::from(port)
+                                && r.table == u32::from(port)
+                                && r.priority == RULE_PRIORITY
+                                && r.v6 == ip.is_ipv6()
+                        });
+                        let route_ok = gw.routes.iter().any(|r| {
+                            r.table == u32::from(port)
+                                && r.prefix == 0
+                                && r.oif == Some(link.index)
+                                && r.dst.is_ipv4() == ip.is_ipv4()
+                        });
+                        let complete = mark_ok
+                            && rule_ok
+                            && route_ok
+                            && gw_addrs.contains(&ip)
+                            && host_routes.contains(&ip)
+                            && exempt.contains(&ip);
+                        if complete {
+                            held.insert(ip);
+                            ip
+                        } else {
+                            unspecified(ip)
+                        }
+                    });
             let mut peers = BTreeMap::new();
             let mut st = InterfaceStats::default();
             let now = SystemTime::now();
@@ -242,7 +304,10 @@ impl LinuxDataplane {
                 st.tx_bytes += p.tx_bytes;
                 if let Some(t) = p.last_handshake.filter(|t| *t > SystemTime::UNIX_EPOCH) {
                     let age = now.duration_since(t).unwrap_or(Duration::ZERO).as_secs();
-                    st.latest_handshake_age_secs = Some(st.latest_handshake_age_secs.map_or(age, |a: u64| a.min(age)));
+                    st.latest_handshake_age_secs = Some(
+                        st.latest_handshake_age_secs
+                            .map_or(age, |a: u64| a.min(age)),
+                    );
                 }
             }
             stats.insert(link.name.clone(), st);
@@ -265,7 +330,10 @@ impl LinuxDataplane {
                 },
             );
         }
-        *self.stats.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = stats;
+        *self
+            .stats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = stats;
 
         state.stray_ips = gw_addrs
             .iter()

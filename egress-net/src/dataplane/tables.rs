@@ -91,10 +91,22 @@ fn host_rules() -> Vec<(&'static str, &'static str, String)> {
 }
 
 const GATEWAY_CHAINS: [(&str, &str); 4] = [
-    ("prerouting", "type filter hook prerouting priority mangle; policy accept;"),
-    ("postrouting", "type nat hook postrouting priority srcnat; policy accept;"),
-    ("input", "type filter hook input priority filter; policy accept;"),
-    ("forward", "type filter hook forward priority filter; policy accept;"),
+    (
+        "prerouting",
+        "type filter hook prerouting priority mangle; policy accept;",
+    ),
+    (
+        "postrouting",
+        "type nat hook postrouting priority srcnat; policy accept;",
+    ),
+    (
+        "input",
+        "type filter hook input priority filter; policy accept;",
+    ),
+    (
+        "forward",
+        "type filter hook forward priority filter; policy accept;",
+    ),
 ];
 const HOST_CHAINS: [(&str, &str); 1] = [(
     "postrouting",
@@ -116,7 +128,10 @@ fn render_base(
         let _ = writeln!(t, "flush chain inet {table} {chain}");
     }
     for (chain, comment, body) in rules {
-        let _ = writeln!(t, "add rule inet {table} {chain} {body} comment \"{comment}\"");
+        let _ = writeln!(
+            t,
+            "add rule inet {table} {chain} {body} comment \"{comment}\""
+        );
     }
     t
 }
@@ -191,7 +206,11 @@ pub fn gateway_tunnel(now: &Listing, iface: &str, port: u16, snat: IpAddr) -> St
     let (key, mark) = (format!("\"{iface}\""), port.to_string());
     upsert(&mut t, now, GATEWAY_TABLE, "mark_of_iif", &key, &mark);
     // The port's SNAT element lives in one map per family.
-    let (this, other) = if snat.is_ipv4() { ("snat4", "snat6") } else { ("snat6", "snat4") };
+    let (this, other) = if snat.is_ipv4() {
+        ("snat4", "snat6")
+    } else {
+        ("snat6", "snat4")
+    };
     remove(&mut t, now, GATEWAY_TABLE, other, &mark);
     upsert(&mut t, now, GATEWAY_TABLE, this, &mark, &snat.to_string());
     t
@@ -200,7 +219,13 @@ pub fn gateway_tunnel(now: &Listing, iface: &str, port: u16, snat: IpAddr) -> St
 /// Removes one configuration's elements from the gateway table.
 pub fn gateway_tunnel_removed(now: &Listing, iface: &str, port: u16) -> String {
     let mut t = String::new();
-    remove(&mut t, now, GATEWAY_TABLE, "mark_of_iif", &format!("\"{iface}\""));
+    remove(
+        &mut t,
+        now,
+        GATEWAY_TABLE,
+        "mark_of_iif",
+        &format!("\"{iface}\""),
+    );
     remove(&mut t, now, GATEWAY_TABLE, "snat4", &port.to_string());
     remove(&mut t, now, GATEWAY_TABLE, "snat6", &port.to_string());
     t
@@ -215,7 +240,13 @@ pub fn host_exempt(ip: IpAddr) -> String {
 /// Ends an egress IP's exemption.
 pub fn host_exempt_removed(now: &Listing, ip: IpAddr) -> String {
     let mut t = String::new();
-    remove(&mut t, now, HOST_TABLE, &format!("exempt{}", v(ip)), &ip.to_string());
+    remove(
+        &mut t,
+        now,
+        HOST_TABLE,
+        &format!("exempt{}", v(ip)),
+        &ip.to_string(),
+    );
     t
 }
 
@@ -257,7 +288,11 @@ fn text(v: &Value) -> Option<String> {
 /// Parses `nft -j list table` output.
 pub fn parse(json: &Value) -> Listing {
     let mut out = Listing::default();
-    let items = json.get("nftables").and_then(Value::as_array).cloned().unwrap_or_default();
+    let items = json
+        .get("nftables")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     for item in &items {
         if let Some(chain) = item.get("chain") {
             if let Some(name) = chain.get("name").and_then(Value::as_str) {
@@ -271,9 +306,18 @@ pub fn parse(json: &Value) -> Listing {
                 out.rules.insert((chain.to_string(), comment.to_string()));
             }
         } else if let Some(map) = item.get("map") {
-            let name = map.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+            let name = map
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
             let entries = out.maps.entry(name).or_default();
-            for e in map.get("elem").and_then(Value::as_array).into_iter().flatten() {
+            for e in map
+                .get("elem")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 if let Some([k, val]) = e.as_array().map(Vec::as_slice)
                     && let (Some(k), Some(val)) = (text(k), text(val))
                 {
@@ -281,9 +325,18 @@ pub fn parse(json: &Value) -> Listing {
                 }
             }
         } else if let Some(set) = item.get("set") {
-            let name = set.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+            let name = set
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
             let entries = out.sets.entry(name).or_default();
-            for e in set.get("elem").and_then(Value::as_array).into_iter().flatten() {
+            for e in set
+                .get("elem")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 if let Some(t) = text(e) {
                     entries.insert(t);
                 }
@@ -295,9 +348,10 @@ pub fn parse(json: &Value) -> Listing {
 
 fn complete(l: &Listing, chains: &[(&str, &str)], rules: &[(&str, &str, String)]) -> bool {
     chains.iter().all(|(c, _)| l.chains.contains(*c))
-        && rules
-            .iter()
-            .all(|(c, comment, _)| l.rules.contains(&((*c).to_string(), (*comment).to_string())))
+        && rules.iter().all(|(c, comment, _)| {
+            l.rules
+                .contains(&((*c).to_string(), (*comment).to_string()))
+        })
 }
 
 /// Whether the gateway table's chains and rules are all in place.

@@ -40,16 +40,43 @@ impl Topology {
         let gateway = Netns::create("gw").unwrap();
         let client = Netns::create("client").unwrap();
         let echo = Netns::create("echo").unwrap();
-        veth(&client, "eth0", "192.0.2.2/24", &node, "eth0", "192.0.2.1/24").unwrap();
-        veth(&node, "eth1", "198.51.100.1/24", &echo, "eth0", "198.51.100.10/24").unwrap();
+        veth(
+            &client,
+            "eth0",
+            "192.0.2.2/24",
+            &node,
+            "eth0",
+            "192.0.2.1/24",
+        )
+        .unwrap();
+        veth(
+            &node,
+            "eth1",
+            "198.51.100.1/24",
+            &echo,
+            "eth0",
+            "198.51.100.10/24",
+        )
+        .unwrap();
         node.sysctl("net.ipv4.ip_forward", "1").unwrap();
-        echo.route(&["203.0.113.0/24", "via", "198.51.100.1"]).unwrap();
-        echo.route(&["192.0.2.0/24", "via", "198.51.100.1"]).unwrap();
+        echo.route(&["203.0.113.0/24", "via", "198.51.100.1"])
+            .unwrap();
+        echo.route(&["192.0.2.0/24", "via", "198.51.100.1"])
+            .unwrap();
         let masq = "table ip fake_kube_proxy {\n chain post {\n  type nat hook postrouting priority srcnat; policy accept;\n  oifname \"eth1\" masquerade\n }\n}\n";
-        std::fs::write(std::env::temp_dir().join(format!("{}-masq.nft", node.name())), masq).unwrap();
+        std::fs::write(
+            std::env::temp_dir().join(format!("{}-masq.nft", node.name())),
+            masq,
+        )
+        .unwrap();
         node.exec(
             "nft",
-            &["-f", &std::env::temp_dir().join(format!("{}-masq.nft", node.name())).to_string_lossy()],
+            &[
+                "-f",
+                &std::env::temp_dir()
+                    .join(format!("{}-masq.nft", node.name()))
+                    .to_string_lossy(),
+            ],
         )
         .unwrap();
         let listener = echo.run(|| TcpListener::bind(ECHO)).unwrap().unwrap();
@@ -152,7 +179,10 @@ pub fn pod_tunnels(client: &Netns, gws: &[Gw], tag: &str) -> Vec<Device> {
                 mtu: 1420,
                 peers: vec![PeerConfig {
                     public_key: g.config.server.public_key.clone(),
-                    endpoint: Some(SocketAddr::new(FRONTEND.parse().unwrap(), g.config.server.port)),
+                    endpoint: Some(SocketAddr::new(
+                        FRONTEND.parse().unwrap(),
+                        g.config.server.port,
+                    )),
                     allowed_ips: vec!["0.0.0.0/0".parse().unwrap()],
                     persistent_keepalive: None,
                 }],
@@ -169,7 +199,14 @@ pub fn pod_tunnels(client: &Netns, gws: &[Gw], tag: &str) -> Vec<Device> {
                 .unwrap();
             let table = (100 + i).to_string();
             client
-                .ip(&["rule", "add", "from", &g.pod_ip.to_string(), "table", &table])
+                .ip(&[
+                    "rule",
+                    "add",
+                    "from",
+                    &g.pod_ip.to_string(),
+                    "table",
+                    &table,
+                ])
                 .unwrap();
             client
                 .ip(&["route", "add", "default", "dev", &name, "table", &table])
@@ -180,10 +217,17 @@ pub fn pod_tunnels(client: &Netns, gws: &[Gw], tag: &str) -> Vec<Device> {
 }
 
 /// Connects from `src` to `to` inside `ns` and returns what the server wrote.
-pub fn fetch_from(ns: &Netns, src: Ipv4Addr, to: &str, timeout: Duration) -> std::io::Result<String> {
+pub fn fetch_from(
+    ns: &Netns,
+    src: Ipv4Addr,
+    to: &str,
+    timeout: Duration,
+) -> std::io::Result<String> {
     let to: SocketAddr = to.parse().unwrap();
     ns.run(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         rt.block_on(async move {
             let sock = tokio::net::TcpSocket::new_v4()?;
             sock.bind(SocketAddr::new(src.into(), 0))?;
@@ -208,7 +252,12 @@ pub fn fetch_from(ns: &Netns, src: Ipv4Addr, to: &str, timeout: Duration) -> std
 
 /// Retries `fetch_from` until it succeeds or `total` passes: the first
 /// packets wait for WireGuard handshakes (retried every 5 s).
-pub fn fetch_eventually(ns: &Netns, src: Ipv4Addr, to: &str, total: Duration) -> std::io::Result<String> {
+pub fn fetch_eventually(
+    ns: &Netns,
+    src: Ipv4Addr,
+    to: &str,
+    total: Duration,
+) -> std::io::Result<String> {
     let start = std::time::Instant::now();
     loop {
         match fetch_from(ns, src, to, Duration::from_secs(3)) {

@@ -89,31 +89,63 @@ fn ready_applicable_configurations_become_active_and_others_do_not() {
         by_vmss,
         sgc("e", Some("gwpool"), true),
     ];
-    let vms = [vm("a", "gw000000"), vm("b", "gw000000"), vm("d", "gw000000"), vm("e", "someone-else")];
+    let vms = [
+        vm("a", "gw000000"),
+        vm("b", "gw000000"),
+        vm("d", "gw000000"),
+        vm("e", "someone-else"),
+    ];
     let mut secret = Secret::default();
     secret.metadata.namespace = Some("kube-egress-gateway-system".into());
     secret.metadata.name = Some("sgw-uid-a".into());
-    secret.data = Some([("PrivateKey".to_string(), ByteString(b"cHJpdmF0ZQ==\n".to_vec()))].into());
-    let mut pe = crd::PodEndpoint::new("pod-1", PodEndpointSpec {
-        static_gateway_configuration: Some("a".into()),
-        pod_ip_address: Some("10.244.0.5/32".into()),
-        pod_public_key: Some("pod-key".into()),
-    });
+    secret.data = Some(
+        [(
+            "PrivateKey".to_string(),
+            ByteString(b"cHJpdmF0ZQ==\n".to_vec()),
+        )]
+        .into(),
+    );
+    let mut pe = crd::PodEndpoint::new(
+        "pod-1",
+        PodEndpointSpec {
+            static_gateway_configuration: Some("a".into()),
+            pod_ip_address: Some("10.244.0.5/32".into()),
+            pod_public_key: Some("pod-key".into()),
+        },
+    );
     pe.metadata.namespace = Some("apps".into());
     let mut bad = pe.clone();
     bad.spec.pod_ip_address = Some("not-an-ip".into());
 
     let snap = snapshot(&sgcs, &vms, [&secret], [&pe, &bad], &node());
     let names: Vec<&str> = snap.configs.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(names, ["a", "d"], "pool match, VMSS match (case-insensitive)");
-    assert_eq!(snap.unplaced, ["uid-e"], "applies but its VM configuration lacks this node");
+    assert_eq!(
+        names,
+        ["a", "d"],
+        "pool match, VMSS match (case-insensitive)"
+    );
+    assert_eq!(
+        snap.unplaced,
+        ["uid-e"],
+        "applies but its VM configuration lacks this node"
+    );
     assert_eq!(snap.configs[0].server.port, 6000);
-    assert_eq!(snap.configs[0].node.secondary_ip.to_string(), "203.0.113.10");
+    assert_eq!(
+        snap.configs[0].node.secondary_ip.to_string(),
+        "203.0.113.10"
+    );
     assert_eq!(snap.endpoints.len(), 1);
     assert_eq!(snap.endpoints[0].pod_ip.to_string(), "10.244.0.5");
-    assert!(snap.rejected[0].contains("spec.podIpAddress"), "{:?}", snap.rejected);
+    assert!(
+        snap.rejected[0].contains("spec.podIpAddress"),
+        "{:?}",
+        snap.rejected
+    );
     assert_eq!(
-        snap.keys[&("kube-egress-gateway-system".to_string(), "sgw-uid-a".to_string())],
+        snap.keys[&(
+            "kube-egress-gateway-system".to_string(),
+            "sgw-uid-a".to_string()
+        )],
         "cHJpdmF0ZQ=="
     );
 }
