@@ -47,7 +47,7 @@ struct Args {
     /// Node identity without IMDS: VMSS resource group.
     #[arg(long)]
     resource_group: Option<String>,
-    /// Node identity without IMDS: the name GatewayVMConfiguration profiles
+    /// Node identity without IMDS: the name `GatewayVMConfiguration` profiles
     /// use for this node (default: --node-name).
     #[arg(long)]
     computer_name: Option<String>,
@@ -109,9 +109,9 @@ async fn identity(args: &Args) -> Result<NodeIdentity> {
 }
 
 async fn terminated() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        return std::future::pending().await;
     };
     tokio::select! {
         _ = term.recv() => {}
@@ -187,7 +187,7 @@ async fn main() -> Result<()> {
         identity,
         shared: shared.clone(),
         underlay_mtu: args.underlay_mtu,
-        placed: Default::default(),
+        placed: std::collections::BTreeMap::default(),
         last: None,
     };
     reconciler

@@ -4,11 +4,15 @@
 //! period, no writes when idle, a deleted configuration removed exactly, live
 //! state kept through an API outage, and `--uninstall`.
 
+// One scenario, read top to bottom: the namespaces and the API server are
+// costly to build.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::print_stderr
+    clippy::print_stderr,
+    clippy::too_many_lines,
+    clippy::float_cmp
 )]
 
 #[path = "../../../egress-net/tests/support/mod.rs"]
@@ -295,7 +299,7 @@ fn daemon_serves_repairs_reports_drains_and_uninstalls() {
     for uid in &uids {
         wait_until(
             "every configuration serving",
-            Duration::from_secs(60),
+            Duration::from_mins(1),
             || get(d.probe, &format!("/gw/{uid}")).0 == 200,
         );
     }

@@ -72,7 +72,7 @@ pub fn server_profile(sgc: &StaticGatewayConfiguration) -> Option<ServerProfile>
     })
 }
 
-/// This node's addresses in a GatewayVMConfiguration: the profile named after
+/// This node's addresses in a `GatewayVMConfiguration`: the profile named after
 /// the computer name or the NIC-name tag.
 pub fn node_addresses(vm: &GatewayVMConfiguration, node: &NodeIdentity) -> Option<GatewayNode> {
     let profiles = vm.status.as_ref()?.gateway_vm_profiles.as_ref()?;

@@ -46,7 +46,7 @@ where
             match event {
                 Ok(_) => changed.notify_one(),
                 Err(e) => {
-                    tracing::warn!(kind = what, error = %e, "watch failed; retrying, keeping the last known objects")
+                    tracing::warn!(kind = what, error = %e, "watch failed; retrying, keeping the last known objects");
                 }
             }
         }

@@ -15,6 +15,7 @@ use super::{
 };
 use crate::Error;
 use crate::rtnl::{Addr, Link, MarkRule, Route};
+
 use crate::wgctl::{self, Control};
 
 const MAIN_TABLE: u32 = 254;
@@ -111,75 +112,119 @@ impl LinuxDataplane {
         self.reap(None);
         let (host, gw) = tokio::join!(self.view(false), self.view(true));
         let (host, gw) = (host?, gw?);
-        let forwarding = self.gw.run(|| read_sysctl("net/ipv4/ip_forward")).await;
-        let rules = &gw.rules;
-        let forwarding = forwarding??;
+        let forwarding = self.gw.run(|| read_sysctl("net/ipv4/ip_forward")).await??;
 
-        let mut state = NodeState::default();
-
-        // Frontend IPs: our labelled /32s on the node interface.
-        if let Some(node_if) = host.link(&self.cfg.node_interface) {
-            let label = frontend_label(&self.cfg.node_interface);
-            state.frontend_ips = host
-                .addrs_on(node_if.index)
-                .filter(|a| {
-                    a.label.as_deref() == Some(label.as_str()) && a.prefix == host_len(a.ip)
-                })
-                .map(|a| a.ip)
-                .collect();
-        }
-
-        // Plumbing.
-        let veth_host = host.link(VETH_HOST);
-        let veth_gw = gw.link(VETH_GATEWAY);
-        let default_via = veth_gw.and_then(|v| {
-            gw.routes
-                .iter()
-                .find(|r| {
-                    r.table == MAIN_TABLE
-                        && r.prefix == 0
-                        && r.oif == Some(v.index)
-                        && r.dst.is_ipv4()
-                })
-                .and_then(|r| r.gateway)
-        });
-        let anything =
-            veth_host.is_some() || veth_gw.is_some() || gw.table_present || host.table_present;
-        if anything {
-            let complete = match (veth_host, veth_gw, default_via) {
-                (Some(h), Some(g), Some(primary)) => {
-                    let lo_up = gw.link("lo").is_some_and(|l| l.up);
-                    let onlink = gw.routes.iter().any(|r| {
-                        r.table == MAIN_TABLE
-                            && r.dst == primary
-                            && r.prefix == host_len(primary)
-                            && r.oif == Some(g.index)
-                            && r.link_scope
-                    });
-                    (h.up
-                        && g.up
-                        && lo_up
-                        && h.mtu == g.mtu
-                        && onlink
-                        && forwarding.trim() == "1"
-                        && tables::gateway_complete(&gw.table, VETH_GATEWAY)
-                        && tables::host_complete(&host.table))
-                    .then_some(Plumbing {
-                        primary_ip: primary,
-                        mtu: g.mtu,
-                    })
-                }
-                _ => None,
-            };
-            state.plumbing = Some(complete.unwrap_or_else(Plumbing::incomplete));
-        }
-        let primary = state
-            .plumbing
+        let plumbing = plumbing(&host, &gw, forwarding.trim() == "1");
+        let primary = plumbing
             .as_ref()
             .map_or(IpAddr::from([0, 0, 0, 0]), |p| p.primary_ip);
+        let egress = EgressSeen::read(&host, &gw);
+        let wg_links: Vec<&Link> = gw
+            .links
+            .iter()
+            .filter(|l| port_of(&l.name).is_some())
+            .collect();
+        let devices = self
+            .read_devices(wg_links.iter().map(|l| l.name.clone()).collect())
+            .await?;
 
-        // Egress IPs: every place one can appear.
-        let gw_addrs: BTreeSet<IpAddr> = veth_gw
+        let mut held = BTreeSet::new();
+        let mut interfaces = BTreeMap::new();
+        let mut traffic = HashMap::new();
+        for link in wg_links {
+            let (Some(port), Some(dev)) = (port_of(&link.name), devices.get(&link.name)) else {
+                continue;
+            };
+            let snat_ip = egress.snat_ip(&gw, link, port);
+            if !snat_ip.is_unspecified() {
+                held.insert(snat_ip);
+            }
+            let (iface, st) = interface(&gw, link, dev, snat_ip, primary);
+            traffic.insert(link.name.clone(), st);
+            interfaces.insert(link.name.clone(), iface);
+        }
+        *self
+            .stats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = traffic;
+
+        Ok(NodeState {
+            plumbing,
+            frontend_ips: frontends(&host, &self.cfg.node_interface),
+            interfaces,
+            stray_ips: egress.all().filter(|ip| !held.contains(ip)).collect(),
+        })
+    }
+}
+
+/// Our labelled /32s on the node interface.
+fn frontends(host: &NsView, node_interface: &str) -> BTreeSet<IpAddr> {
+    let Some(node_if) = host.link(node_interface) else {
+        return BTreeSet::new();
+    };
+    let label = frontend_label(node_interface);
+    host.addrs_on(node_if.index)
+        .filter(|a| a.label.as_deref() == Some(label.as_str()) && a.prefix == host_len(a.ip))
+        .map(|a| a.ip)
+        .collect()
+}
+
+/// The shared plumbing: `None` when none of it exists, incomplete when only
+/// part of it does.
+fn plumbing(host: &NsView, gw: &NsView, forwarding: bool) -> Option<Plumbing> {
+    let veth_host = host.link(VETH_HOST);
+    let veth_gw = gw.link(VETH_GATEWAY);
+    let anything =
+        veth_host.is_some() || veth_gw.is_some() || gw.table_present || host.table_present;
+    if !anything {
+        return None;
+    }
+    let complete = (|| {
+        let (h, g) = (veth_host?, veth_gw?);
+        let primary = gw
+            .routes
+            .iter()
+            .find(|r| {
+                r.table == MAIN_TABLE && r.prefix == 0 && r.oif == Some(g.index) && r.dst.is_ipv4()
+            })
+            .and_then(|r| r.gateway)?;
+        let lo_up = gw.link("lo").is_some_and(|l| l.up);
+        let onlink = gw.routes.iter().any(|r| {
+            r.table == MAIN_TABLE
+                && r.dst == primary
+                && r.prefix == host_len(primary)
+                && r.oif == Some(g.index)
+                && r.link_scope
+        });
+        let in_place = h.up
+            && g.up
+            && lo_up
+            && h.mtu == g.mtu
+            && onlink
+            && forwarding
+            && tables::gateway_complete(&gw.table, VETH_GATEWAY)
+            && tables::host_complete(&host.table);
+        in_place.then_some(Plumbing {
+            primary_ip: primary,
+            mtu: g.mtu,
+        })
+    })();
+    Some(complete.unwrap_or_else(Plumbing::incomplete))
+}
+
+/// Every place an egress IP can appear.
+struct EgressSeen {
+    gw_addrs: BTreeSet<IpAddr>,
+    host_routes: BTreeSet<IpAddr>,
+    exempt: BTreeSet<IpAddr>,
+    snat_by_port: BTreeMap<u16, IpAddr>,
+    mark_of_iif: BTreeMap<String, String>,
+}
+
+impl EgressSeen {
+    fn read(host: &NsView, gw: &NsView) -> Self {
+        let gw_addrs = gw
+            .link(VETH_GATEWAY)
             .map(|g| {
                 gw.addrs_on(g.index)
                     .filter(|a| a.prefix == host_len(a.ip))
@@ -187,7 +232,8 @@ impl LinuxDataplane {
                     .collect()
             })
             .unwrap_or_default();
-        let host_routes: BTreeSet<IpAddr> = veth_host
+        let host_routes = host
+            .link(VETH_HOST)
             .map(|h| {
                 host.routes
                     .iter()
@@ -200,13 +246,13 @@ impl LinuxDataplane {
                     .collect()
             })
             .unwrap_or_default();
-        let exempt: BTreeSet<IpAddr> = ["exempt4", "exempt6"]
+        let exempt = ["exempt4", "exempt6"]
             .iter()
             .filter_map(|s| host.table.sets.get(*s))
             .flatten()
             .filter_map(|t| t.parse().ok())
             .collect();
-        let mut snat_by_port: BTreeMap<u16, IpAddr> = BTreeMap::new();
+        let mut snat_by_port = BTreeMap::new();
         for map in ["snat4", "snat6"] {
             for (k, v) in gw.table.maps.get(map).into_iter().flatten() {
                 if let (Ok(port), Ok(ip)) = (k.parse::<u16>(), v.parse::<IpAddr>()) {
@@ -214,137 +260,122 @@ impl LinuxDataplane {
                 }
             }
         }
-        let mark_of_iif = gw
-            .table
-            .maps
-            .get("mark_of_iif")
-            .cloned()
-            .unwrap_or_default();
-
-        // Interfaces.
-        let wg_links: Vec<&Link> = gw
-            .links
-            .iter()
-            .filter(|l| port_of(&l.name).is_some())
-            .collect();
-        let devices = self
-            .read_devices(wg_links.iter().map(|l| l.name.clone()).collect())
-            .await?;
-        let mut held = BTreeSet::new();
-        let mut stats = HashMap::new();
-        for link in wg_links {
-            let Some(port) = port_of(&link.name) else {
-                continue;
-            };
-            let Some(dev) = devices.get(&link.name) else {
-                continue;
-            };
-            let (sgc_uid, key_secret) =
-                link.alias
-                    .as_deref()
-                    .and_then(parse_alias)
-                    .unwrap_or_else(|| {
-                        (
-                            String::new(),
-                            SecretRef {
-                                namespace: String::new(),
-                                name: String::new(),
-                            },
-                        )
-                    });
-            let has_ll = gw
-                .addrs_on(link.index)
-                .any(|a| a.ip == IpAddr::from([0xfe80, 0, 0, 0, 0, 0, 0, 1]));
-            let snat_ip =
-                snat_by_port
-                    .get(&port)
-                    .copied()
-                    .map_or(IpAddr::from([0, 0, 0, 0]), |ip| {
-                        let mark_ok = mark_of_iif
-                            .get(&link.name)
-                            .is_some_and(|m| m == &port.to_string());
-                        let rule_ok = rules.iter().any(|r: &MarkRule| {
-                            r.fwmark == u32::from(port)
-                                && r.table == u32::from(port)
-                                && r.priority == RULE_PRIORITY
-                                && r.v6 == ip.is_ipv6()
-                        });
-                        let route_ok = gw.routes.iter().any(|r| {
-                            r.table == u32::from(port)
-                                && r.prefix == 0
-                                && r.oif == Some(link.index)
-                                && r.dst.is_ipv4() == ip.is_ipv4()
-                        });
-                        let complete = mark_ok
-                            && rule_ok
-                            && route_ok
-                            && gw_addrs.contains(&ip)
-                            && host_routes.contains(&ip)
-                            && exempt.contains(&ip);
-                        if complete {
-                            held.insert(ip);
-                            ip
-                        } else {
-                            unspecified(ip)
-                        }
-                    });
-            let mut peers = BTreeMap::new();
-            let mut st = InterfaceStats::default();
-            let now = SystemTime::now();
-            for p in dev.peers.values() {
-                // A gateway peer is allowed exactly its pod's address; anything
-                // else is reported as unspecified so it gets rewritten.
-                let ip = match p.allowed_ips.as_slice() {
-                    [one] if one.cidr == host_len(one.address) => one.address,
-                    _ => IpAddr::from([0, 0, 0, 0]),
-                };
-                peers.insert(p.public_key.to_string(), ip);
-                st.peers += 1;
-                st.rx_bytes += p.rx_bytes;
-                st.tx_bytes += p.tx_bytes;
-                if let Some(t) = p.last_handshake.filter(|t| *t > SystemTime::UNIX_EPOCH) {
-                    let age = now.duration_since(t).unwrap_or(Duration::ZERO).as_secs();
-                    st.latest_handshake_age_secs = Some(
-                        st.latest_handshake_age_secs
-                            .map_or(age, |a: u64| a.min(age)),
-                    );
-                }
-            }
-            stats.insert(link.name.clone(), st);
-            state.interfaces.insert(
-                link.name.clone(),
-                Interface {
-                    port: dev.listen_port,
-                    // A link that is down or lost its address is re-configured.
-                    mtu: if link.up && has_ll { link.mtu } else { 0 },
-                    public_key: dev
-                        .private_key
-                        .as_ref()
-                        .map(|k| k.public_key().to_string())
-                        .unwrap_or_default(),
-                    key_secret,
-                    sgc_uid,
-                    snat_ip,
-                    primary_ip: primary,
-                    peers,
-                },
-            );
+        Self {
+            gw_addrs,
+            host_routes,
+            exempt,
+            snat_by_port,
+            mark_of_iif: gw
+                .table
+                .maps
+                .get("mark_of_iif")
+                .cloned()
+                .unwrap_or_default(),
         }
-        *self
-            .stats
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = stats;
-
-        state.stray_ips = gw_addrs
-            .iter()
-            .chain(&host_routes)
-            .chain(&exempt)
-            .chain(snat_by_port.values())
-            .filter(|ip| !held.contains(*ip))
-            .copied()
-            .collect();
-        Ok(state)
     }
+
+    fn all(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.gw_addrs
+            .iter()
+            .chain(&self.host_routes)
+            .chain(&self.exempt)
+            .chain(self.snat_by_port.values())
+            .copied()
+    }
+
+    /// The egress IP of `link` if everything that carries it is in place
+    /// (marking, SNAT, policy rule and route, address, host route,
+    /// exemption); unspecified otherwise.
+    fn snat_ip(&self, gw: &NsView, link: &Link, port: u16) -> IpAddr {
+        let Some(ip) = self.snat_by_port.get(&port).copied() else {
+            return IpAddr::from([0, 0, 0, 0]);
+        };
+        let mark_ok = self
+            .mark_of_iif
+            .get(&link.name)
+            .is_some_and(|m| m == &port.to_string());
+        let rule_ok = gw.rules.iter().any(|r| {
+            r.fwmark == u32::from(port)
+                && r.table == u32::from(port)
+                && r.priority == RULE_PRIORITY
+                && r.v6 == ip.is_ipv6()
+        });
+        let route_ok = gw.routes.iter().any(|r| {
+            r.table == u32::from(port)
+                && r.prefix == 0
+                && r.oif == Some(link.index)
+                && r.dst.is_ipv4() == ip.is_ipv4()
+        });
+        let complete = mark_ok
+            && rule_ok
+            && route_ok
+            && self.gw_addrs.contains(&ip)
+            && self.host_routes.contains(&ip)
+            && self.exempt.contains(&ip);
+        if complete { ip } else { unspecified(ip) }
+    }
+}
+
+/// One gateway link as the plan models it, with its traffic.
+fn interface(
+    gw: &NsView,
+    link: &Link,
+    dev: &Host,
+    snat_ip: IpAddr,
+    primary: IpAddr,
+) -> (Interface, InterfaceStats) {
+    let (sgc_uid, key_secret) = link
+        .alias
+        .as_deref()
+        .and_then(parse_alias)
+        .unwrap_or_else(|| {
+            (
+                String::new(),
+                SecretRef {
+                    namespace: String::new(),
+                    name: String::new(),
+                },
+            )
+        });
+    let has_ll = gw
+        .addrs_on(link.index)
+        .any(|a| a.ip == IpAddr::from([0xfe80, 0, 0, 0, 0, 0, 0, 1]));
+    let mut peers = BTreeMap::new();
+    let mut st = InterfaceStats::default();
+    let now = SystemTime::now();
+    for p in dev.peers.values() {
+        // A gateway peer is allowed exactly its pod's address; anything else
+        // is reported as unspecified so it gets rewritten.
+        let ip = match p.allowed_ips.as_slice() {
+            [one] if one.cidr == host_len(one.address) => one.address,
+            _ => IpAddr::from([0, 0, 0, 0]),
+        };
+        peers.insert(p.public_key.to_string(), ip);
+        st.peers += 1;
+        st.rx_bytes += p.rx_bytes;
+        st.tx_bytes += p.tx_bytes;
+        if let Some(t) = p.last_handshake.filter(|t| *t > SystemTime::UNIX_EPOCH) {
+            let age = now.duration_since(t).unwrap_or(Duration::ZERO).as_secs();
+            st.latest_handshake_age_secs =
+                Some(st.latest_handshake_age_secs.map_or(age, |a| a.min(age)));
+        }
+    }
+    let iface = Interface {
+        port: dev.listen_port,
+        // A link that is down or lost its address is re-configured.
+        mtu: if link.up && has_ll { link.mtu } else { 0 },
+        public_key: dev
+            .private_key
+            .as_ref()
+            .map(|k| k.public_key().to_string())
+            .unwrap_or_default(),
+        key_secret,
+        sgc_uid,
+        snat_ip,
+        primary_ip: primary,
+        peers,
+    };
+    (iface, st)
 }
 
 /// Reads `/proc/sys/<key>` in the calling thread's namespace.

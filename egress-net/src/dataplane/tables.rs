@@ -4,7 +4,7 @@
 //! - `inet egress_gateway`, in the gateway namespace: new flows from a tunnel
 //!   get the tunnel's port as connection mark (map `mark_of_iif`); replies
 //!   carry it back as packet mark so policy routing sends them into their
-//!   tunnel; flows leaving through the veth are SNATed by mark (maps
+//!   tunnel; flows leaving through the veth are translated (SNAT) by mark (maps
 //!   `snat4`/`snat6`); nothing enters from the veth unless it is a reply.
 //! - `inet egress_gateway_host`, in the host namespace: packets from an
 //!   egress IP (sets `exempt4`/`exempt6`) get an identity SNAT before any
