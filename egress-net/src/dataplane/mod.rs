@@ -322,6 +322,23 @@ fn adapter_error(op: &'static str, e: Error) -> egress_core::Error {
     egress_core::Error::adapter(Layer::Dataplane, op, kind, e)
 }
 
+#[async_trait::async_trait]
+impl egress_core::traits::Dataplane for LinuxDataplane {
+    async fn observe(&self) -> Result<egress_core::node::NodeState, egress_core::Error> {
+        let _turn = self.turn.lock().await;
+        self.observe_state()
+            .await
+            .map_err(|e| adapter_error("observe", e))
+    }
+
+    async fn apply(&self, op: &egress_core::node::NodeOp) -> Result<(), egress_core::Error> {
+        let _turn = self.turn.lock().await;
+        self.apply_op(op)
+            .await
+            .map_err(|e| adapter_error("apply", e))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,22 +355,5 @@ mod tests {
         assert_eq!(frontend_label("enp0s31f6x"), "enp0s31f6x:egre");
         assert_eq!(port_of("wg-6001"), Some(6001));
         assert_eq!(port_of("wg0"), None);
-    }
-}
-
-#[async_trait::async_trait]
-impl egress_core::traits::Dataplane for LinuxDataplane {
-    async fn observe(&self) -> Result<egress_core::node::NodeState, egress_core::Error> {
-        let _turn = self.turn.lock().await;
-        self.observe_state()
-            .await
-            .map_err(|e| adapter_error("observe", e))
-    }
-
-    async fn apply(&self, op: &egress_core::node::NodeOp) -> Result<(), egress_core::Error> {
-        let _turn = self.turn.lock().await;
-        self.apply_op(op)
-            .await
-            .map_err(|e| adapter_error("apply", e))
     }
 }
