@@ -94,6 +94,11 @@ fn is_absent(e: &rtnetlink::Error) -> bool {
         if m.code.is_some_and(|c| matches!(-c.get(), libc::ENOENT | libc::ESRCH | libc::ENODEV | libc::EADDRNOTAVAIL)))
 }
 
+/// Whether an error is the kernel saying the object already exists.
+fn is_exists(e: &rtnetlink::Error) -> bool {
+    matches!(e, rtnetlink::Error::NetlinkError(m) if m.code.is_some_and(|c| -c.get() == libc::EEXIST))
+}
+
 impl Rtnl {
     /// Wraps a handle; `writes` is shared with the caller's counter.
     pub fn new(handle: Handle, writes: Arc<AtomicU64>) -> Self {
@@ -117,9 +122,14 @@ impl Rtnl {
         Ok(msgs.iter().map(link_of).collect())
     }
 
-    /// The link called `name`, if present.
+    /// The link called `name`, if present (one lookup, not a dump).
     pub async fn link(&self, name: &str) -> Result<Option<Link>, Error> {
-        Ok(self.links().await?.into_iter().find(|l| l.name == name))
+        let mut stream = self.handle.link().get().match_name(name).execute();
+        match stream.try_next().await {
+            Ok(m) => Ok(m.map(|m| link_of(&m))),
+            Err(e) if is_absent(&e) => Ok(None),
+            Err(e) => Err(nl(format!("look up link {name}"))(e)),
+        }
     }
 
     /// The index of link `name`, or an error naming it.
@@ -362,14 +372,19 @@ impl Rtnl {
             .priority(r.priority)
             .action(RuleAction::ToTable);
         let add = |msg: &mut RuleMessage| msg.attributes.push(RuleAttribute::FwMask(u32::MAX));
-        if r.v6 {
+        let result = if r.v6 {
             let mut req = base.v6();
             add(req.message_mut());
-            req.execute().await.map_err(nl(what))
+            req.execute().await
         } else {
             let mut req = base.v4();
             add(req.message_mut());
-            req.execute().await.map_err(nl(what))
+            req.execute().await
+        };
+        match result {
+            // Rules have no replace; one already there is what we want.
+            Err(e) if is_exists(&e) => Ok(()),
+            other => other.map_err(nl(what)),
         }
     }
 

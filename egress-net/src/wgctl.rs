@@ -134,3 +134,62 @@ pub fn remove_peer(control: Control, device: &str, public_key: &str) -> Result<(
     }
     .map_err(wg_err(device, "remove peer"))
 }
+
+/// Applies several peer changes to one device: in one set over the control
+/// socket for userspace devices, one netlink request each for the kernel.
+pub fn change_peers(
+    control: Control,
+    device: &str,
+    upserts: &[(String, IpAddr)],
+    removals: &[String],
+) -> Result<(), Error> {
+    use std::io::{BufRead, BufReader, Write};
+    if control == Control::Kernel {
+        for k in removals {
+            remove_peer(control, device, k)?;
+        }
+        for (k, ip) in upserts {
+            upsert_peer(control, device, k, *ip)?;
+        }
+        return Ok(());
+    }
+    // The text defguard writes for one peer, for many in one set.
+    let mut text = String::from("set=1\n");
+    for k in removals {
+        text.push_str(&Peer::new(key("peer public", k)?).as_uapi_remove());
+    }
+    for (k, ip) in upserts {
+        let mut peer = Peer::new(key("peer public", k)?);
+        let len = if ip.is_ipv4() { 32 } else { 128 };
+        peer.allowed_ips = vec![IpAddrMask::new(*ip, len)];
+        text.push_str(&peer.as_uapi_update());
+    }
+    text.push('\n');
+    let err = |source| Error::Uapi {
+        device: device.to_string(),
+        action: "set peers",
+        source,
+    };
+    let mut sock = std::os::unix::net::UnixStream::connect(crate::wireguard::socket_path(device))
+        .map_err(err)?;
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .map_err(err)?;
+    sock.write_all(text.as_bytes()).map_err(err)?;
+    let mut reader = BufReader::new(sock);
+    let mut line = String::new();
+    while reader.read_line(&mut line).map_err(err)? > 0 {
+        if let Some(errno) = line.trim().strip_prefix("errno=") {
+            return if errno == "0" {
+                Ok(())
+            } else {
+                Err(err(std::io::Error::other(format!(
+                    "device answered errno={errno}"
+                ))))
+            };
+        }
+        line.clear();
+    }
+    Err(err(std::io::Error::other(
+        "device closed the socket without an answer",
+    )))
+}

@@ -16,6 +16,20 @@ use crate::wgctl;
 use crate::wireguard::Backend;
 
 const MAIN_TABLE: u32 = 254;
+
+/// Table element changes, per namespace.
+#[derive(Debug, Default)]
+pub(super) struct NftChange {
+    pub(super) gateway: String,
+    pub(super) host: String,
+}
+
+/// Peer changes of one device.
+#[derive(Debug, Default)]
+struct PeerBatch {
+    upserts: Vec<(String, IpAddr)>,
+    removals: Vec<String>,
+}
 const TUNNEL_ADDRESS: IpAddr = IpAddr::V6(std::net::Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1));
 
 impl LinuxDataplane {
@@ -36,7 +50,9 @@ impl LinuxDataplane {
             }
             NodeOp::CreateInterface { name } => self.create_interface(name).await,
             NodeOp::ConfigureInterface { name, config } => {
-                self.configure_interface(name, config).await
+                let change = self.configure_interface(name, config).await?;
+                self.nft_host(change.host).await?;
+                self.nft_gw(change.gateway).await
             }
             NodeOp::UpsertPeer {
                 iface,
@@ -202,7 +218,10 @@ impl LinuxDataplane {
         self.gw_rtnl.set_up(index).await
     }
 
-    async fn configure_interface(&self, name: &str, want: &Interface) -> Result<(), Error> {
+    /// Everything of a configuration but its table elements, which are
+    /// returned for the caller to apply (alone, or with others in one
+    /// transaction).
+    async fn configure_interface(&self, name: &str, want: &Interface) -> Result<NftChange, Error> {
         let index = self.gw_rtnl.index(name).await?;
         let port = port_of(name).unwrap_or(want.port);
         let key = self.keys.private_key(&want.key_secret).ok_or_else(|| {
@@ -233,15 +252,14 @@ impl LinuxDataplane {
 
         // Replies find the tunnel by the connection's mark.
         let ip = want.snat_ip;
-        let rule = MarkRule {
-            priority: RULE_PRIORITY,
-            fwmark: u32::from(port),
-            table: u32::from(port),
-            v6: ip.is_ipv6(),
-        };
-        if !self.gw_rtnl.mark_rules().await?.contains(&rule) {
-            self.gw_rtnl.add_mark_rule(&rule).await?;
-        }
+        self.gw_rtnl
+            .add_mark_rule(&MarkRule {
+                priority: RULE_PRIORITY,
+                fwmark: u32::from(port),
+                table: u32::from(port),
+                v6: ip.is_ipv6(),
+            })
+            .await?;
         self.gw_rtnl
             .replace_route(&Route {
                 table: u32::from(port),
@@ -273,10 +291,90 @@ impl LinuxDataplane {
                 link_scope: true,
             })
             .await?;
-        self.nft_host(tables::host_exempt(ip)).await?;
-        let now = self.listing(true).await?;
-        self.nft_gw(tables::gateway_tunnel(&now, name, port, ip))
-            .await
+        let now = self.cached_listing(true).await?;
+        Ok(NftChange {
+            gateway: tables::gateway_tunnel(&now, name, port, ip),
+            host: tables::host_exempt(ip),
+        })
+    }
+
+    /// Applies `ops` with the effect of applying them in order, in fewer
+    /// kernel transactions: the table elements of every configured interface
+    /// go in one transaction per namespace, and the peer changes of each
+    /// device in one set, both at the end of the batch (or before an
+    /// operation that reads or removes what they touch).
+    pub(super) async fn apply_batch(&self, ops: &[NodeOp]) -> Result<(), Error> {
+        let mut nft = NftChange::default();
+        let mut peers: std::collections::BTreeMap<String, PeerBatch> =
+            std::collections::BTreeMap::new();
+        for op in ops {
+            match op {
+                NodeOp::UpsertPeer {
+                    iface,
+                    public_key,
+                    pod_ip,
+                } => peers
+                    .entry(iface.clone())
+                    .or_default()
+                    .upserts
+                    .push((public_key.clone(), *pod_ip)),
+                NodeOp::RemovePeer { iface, public_key } => peers
+                    .entry(iface.clone())
+                    .or_default()
+                    .removals
+                    .push(public_key.clone()),
+                NodeOp::ConfigureInterface { name, config } => {
+                    let change = self.configure_interface(name, config).await?;
+                    nft.gateway.push_str(&change.gateway);
+                    nft.host.push_str(&change.host);
+                }
+                NodeOp::CreateInterface { .. }
+                | NodeOp::AddFrontendIp(_)
+                | NodeOp::RemoveFrontendIp(_) => {
+                    self.apply_op(op).await?;
+                }
+                NodeOp::DeleteInterface { name } => {
+                    // Its pending peers go with it; pending elements first.
+                    peers.remove(name);
+                    self.flush_nft(&mut nft).await?;
+                    self.apply_op(op).await?;
+                }
+                NodeOp::EnsurePlumbing(_) | NodeOp::RemovePlumbing | NodeOp::RemoveStrayIp(_) => {
+                    self.flush_nft(&mut nft).await?;
+                    self.apply_op(op).await?;
+                }
+            }
+        }
+        self.flush_nft(&mut nft).await?;
+        let control = self.cfg.backend.control();
+        for (iface, batch) in peers {
+            self.count(1);
+            self.wg_call(move || {
+                wgctl::change_peers(control, &iface, &batch.upserts, &batch.removals)
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn flush_nft(&self, nft: &mut NftChange) -> Result<(), Error> {
+        let change = std::mem::take(nft);
+        if change.host.is_empty() && change.gateway.is_empty() {
+            return Ok(());
+        }
+        self.nft_host(change.host).await?;
+        self.nft_gw(change.gateway).await?;
+        // Later operations of the batch must see what was just written.
+        self.forget_listings();
+        Ok(())
+    }
+
+    /// The table as of the last observe, or read now.
+    async fn cached_listing(&self, gateway: bool) -> Result<tables::Listing, Error> {
+        if let Some(l) = self.cached(gateway) {
+            return Ok(l);
+        }
+        self.listing(gateway).await
     }
 
     /// Our table in the gateway (or host) namespace as it is now.

@@ -134,6 +134,11 @@ pub struct LinuxDataplane {
     /// One observe or apply at a time: a netlink socket serves one dump at
     /// a time, and an apply reads what it is about to change.
     turn: tokio::sync::Mutex<()>,
+    /// The tables as the last observe read them: (gateway, host). Each
+    /// operation touches only its own elements, so a batch that follows an
+    /// observe can plan its element changes from it; a stale entry only makes
+    /// a transaction fail, and the next pass reads afresh.
+    listings: Mutex<Option<(tables::Listing, tables::Listing)>>,
 }
 
 impl fmt::Debug for LinuxDataplane {
@@ -162,6 +167,7 @@ impl LinuxDataplane {
             children: Mutex::default(),
             stats: Mutex::default(),
             turn: tokio::sync::Mutex::new(()),
+            listings: Mutex::default(),
         })
     }
 
@@ -243,6 +249,21 @@ impl LinuxDataplane {
         }
         self.count(1);
         self.host.run(move || crate::nft::apply(&ruleset)).await?
+    }
+
+    fn cached(&self, gateway: bool) -> Option<tables::Listing> {
+        let cache = self.listings.lock().unwrap_or_else(PoisonError::into_inner);
+        cache
+            .as_ref()
+            .map(|(g, h)| if gateway { g.clone() } else { h.clone() })
+    }
+
+    fn remember_listings(&self, gateway: tables::Listing, host: tables::Listing) {
+        *self.listings.lock().unwrap_or_else(PoisonError::into_inner) = Some((gateway, host));
+    }
+
+    fn forget_listings(&self) {
+        *self.listings.lock().unwrap_or_else(PoisonError::into_inner) = None;
     }
 
     /// Waits for exited wireguard-go processes (all of `only`'s, or any
@@ -333,9 +354,16 @@ impl egress_core::traits::Dataplane for LinuxDataplane {
 
     async fn apply(&self, op: &egress_core::node::NodeOp) -> Result<(), egress_core::Error> {
         let _turn = self.turn.lock().await;
-        self.apply_op(op)
-            .await
-            .map_err(|e| adapter_error("apply", e))
+        let result = self.apply_op(op).await;
+        self.forget_listings();
+        result.map_err(|e| adapter_error("apply", e))
+    }
+
+    async fn apply_all(&self, ops: &[egress_core::node::NodeOp]) -> Result<(), egress_core::Error> {
+        let _turn = self.turn.lock().await;
+        let result = self.apply_batch(ops).await;
+        self.forget_listings();
+        result.map_err(|e| adapter_error("apply", e))
     }
 }
 

@@ -148,6 +148,7 @@ impl LinuxDataplane {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = traffic;
 
+        self.remember_listings(gw.table.clone(), host.table.clone());
         Ok(NodeState {
             plumbing,
             frontend_ips: frontends(&host, &self.cfg.node_interface),
