@@ -36,9 +36,13 @@ where
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
     let (store, writer) = reflector::store();
+    // Managed fields are most of a small object's size and never read here;
+    // 10,000 PodEndpoints are kept without them.
     let stream = reflector::reflector(
         writer,
-        watcher(api, watcher::Config::default()).default_backoff(),
+        watcher(api, watcher::Config::default())
+            .default_backoff()
+            .modify(|o: &mut K| o.meta_mut().managed_fields = None),
     );
     let task = tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);

@@ -346,13 +346,35 @@ impl LinuxDataplane {
             }
         }
         self.flush_nft(&mut nft).await?;
+        self.flush_peers(peers).await
+    }
+
+    /// One set per device. Userspace devices are separate processes, so
+    /// their sets run side by side; kernel ones go in turn from inside the
+    /// namespace.
+    async fn flush_peers(
+        &self,
+        peers: std::collections::BTreeMap<String, PeerBatch>,
+    ) -> Result<(), Error> {
         let control = self.cfg.backend.control();
-        for (iface, batch) in peers {
-            self.count(1);
-            self.wg_call(move || {
+        self.count(peers.len() as u64);
+        if control == wgctl::Control::Kernel {
+            for (iface, batch) in peers {
+                self.gw
+                    .run(move || {
+                        wgctl::change_peers(control, &iface, &batch.upserts, &batch.removals)
+                    })
+                    .await??;
+            }
+            return Ok(());
+        }
+        let sets = peers.into_iter().map(|(iface, batch)| {
+            tokio::task::spawn_blocking(move || {
                 wgctl::change_peers(control, &iface, &batch.upserts, &batch.removals)
             })
-            .await?;
+        });
+        for done in futures_util::future::join_all(sets).await {
+            done.map_err(|_| Error::WorkerGone)??;
         }
         Ok(())
     }

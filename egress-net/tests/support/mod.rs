@@ -64,21 +64,11 @@ impl Topology {
         echo.route(&["192.0.2.0/24", "via", "198.51.100.1"])
             .unwrap();
         let masq = "table ip fake_kube_proxy {\n chain post {\n  type nat hook postrouting priority srcnat; policy accept;\n  oifname \"eth1\" masquerade\n }\n}\n";
-        std::fs::write(
-            std::env::temp_dir().join(format!("{}-masq.nft", node.name())),
-            masq,
-        )
-        .unwrap();
-        node.exec(
-            "nft",
-            &[
-                "-f",
-                &std::env::temp_dir()
-                    .join(format!("{}-masq.nft", node.name()))
-                    .to_string_lossy(),
-            ],
-        )
-        .unwrap();
+        let file = std::env::temp_dir().join(format!("{}-masq.nft", node.name()));
+        std::fs::write(&file, masq).unwrap();
+        let applied = node.exec("nft", &["-f", &file.to_string_lossy()]);
+        let _ = std::fs::remove_file(&file);
+        applied.unwrap();
         let listener = echo.run(|| TcpListener::bind(ECHO)).unwrap().unwrap();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
