@@ -368,13 +368,16 @@ impl LinuxDataplane {
             }
             return Ok(());
         }
+        use futures_util::StreamExt;
         let sets = peers.into_iter().map(|(iface, batch)| {
             tokio::task::spawn_blocking(move || {
                 wgctl::change_peers(control, &iface, &batch.upserts, &batch.removals)
             })
         });
-        for done in futures_util::future::join_all(sets).await {
-            done.map_err(|_| Error::WorkerGone)??;
+        // A few at a time: enough to use every core, few enough threads.
+        let mut done = futures_util::stream::iter(sets).buffer_unordered(super::DEVICE_CONCURRENCY);
+        while let Some(r) = done.next().await {
+            r.map_err(|_| Error::WorkerGone)??;
         }
         Ok(())
     }

@@ -92,13 +92,16 @@ impl LinuxDataplane {
                 }
             }
             Control::Uapi => {
+                use futures_util::StreamExt;
                 let reads = names.into_iter().map(|name| {
                     tokio::task::spawn_blocking(move || {
                         let host = wgctl::read(Control::Uapi, &name);
                         (name, host)
                     })
                 });
-                for r in futures_util::future::join_all(reads).await {
+                let mut reads =
+                    futures_util::stream::iter(reads).buffer_unordered(super::DEVICE_CONCURRENCY);
+                while let Some(r) = reads.next().await {
                     let (name, host) = r.map_err(|_| Error::WorkerGone)?;
                     out.insert(name, host?);
                 }
