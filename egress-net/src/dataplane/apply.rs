@@ -2,6 +2,8 @@
 
 use std::net::IpAddr;
 
+use futures_util::StreamExt;
+
 use egress_core::node::{Interface, NodeOp, Plumbing};
 
 use super::observe::write_sysctl;
@@ -368,7 +370,6 @@ impl LinuxDataplane {
             }
             return Ok(());
         }
-        use futures_util::StreamExt;
         let sets = peers.into_iter().map(|(iface, batch)| {
             tokio::task::spawn_blocking(move || {
                 wgctl::change_peers(control, &iface, &batch.upserts, &batch.removals)
