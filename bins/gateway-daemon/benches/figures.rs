@@ -187,8 +187,16 @@ fn main() {
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     println!("backend: {}", backend().name());
-    dataplane_figures(&rt, bench, configs, peers, secs);
-    daemon_rss(&rt, configs, peers);
+    // EGRESS_FIGURES=apply,throughput,daemon picks parts (default: all).
+    let parts =
+        std::env::var("EGRESS_FIGURES").unwrap_or_else(|_| "apply,throughput,daemon".into());
+    let part = |p: &str| parts.split(',').any(|x| x.trim() == p);
+    if part("apply") || part("throughput") {
+        dataplane_figures(&rt, bench, configs, peers, secs, part("throughput"));
+    }
+    if part("daemon") {
+        daemon_rss(&rt, configs, peers);
+    }
 }
 
 fn dataplane_figures(
@@ -197,6 +205,7 @@ fn dataplane_figures(
     configs: u8,
     peers: usize,
     secs: u64,
+    throughput: bool,
 ) {
     // 1 and 2: the dataplane alone.
     let topo = Topology::build();
@@ -298,6 +307,19 @@ fn dataplane_figures(
     );
 
     // 3: throughput, gateway path and point to point, same backend.
+    if throughput {
+        throughput_figures(&topo, &gws, bench, secs);
+    }
+    rt.block_on(async {
+        for _ in 0..4 {
+            if sync_node(&dp, &NodeState::default()).await.unwrap() == 0 {
+                break;
+            }
+        }
+    });
+}
+
+fn throughput_figures(topo: &Topology, gws: &[support::Gw], bench: bool, secs: u64) {
     let _pod = support::pod_tunnels(&topo.client, &gws[..1], "f");
     let echo_sink: SocketAddr = (Ipv4Addr::new(198, 51, 100, 10), SINK_PORT).into();
     sink(&topo.echo, echo_sink);
@@ -372,13 +394,6 @@ fn dataplane_figures(
         gw_runs.len(),
         g / p
     );
-    rt.block_on(async {
-        for _ in 0..4 {
-            if sync_node(&dp, &NodeState::default()).await.unwrap() == 0 {
-                break;
-            }
-        }
-    });
 }
 
 fn daemon_rss(rt: &tokio::runtime::Runtime, configs: u8, peers: usize) {
