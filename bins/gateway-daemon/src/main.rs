@@ -119,7 +119,9 @@ async fn terminated() {
     }
 }
 
-#[tokio::main]
+// One thread runs the loop, the watches and the endpoints: the work is in
+// the kernel and the devices, and fewer threads keep the daemon small.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let args = Args::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

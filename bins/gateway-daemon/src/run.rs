@@ -98,6 +98,8 @@ impl Reconciler {
     /// rounds), observe, publish.
     pub async fn pass(&mut self, trigger: Trigger) {
         let start = Instant::now();
+        // The previous plan is not needed while the next is built.
+        self.last = None;
         let (want, endpoints) = self.plan();
         let planned: BTreeSet<String> = want
             .interfaces
@@ -185,7 +187,8 @@ impl Reconciler {
         let by_uid: HashMap<&str, &ActiveConfig> =
             self.placed.values().map(|c| (c.uid.as_str(), c)).collect();
         let mut gateways = Vec::new();
-        let mut peers = Vec::new();
+        // Serving interfaces by the configuration they serve.
+        let mut by_config = HashMap::new();
         for (name, iface) in &want.interfaces {
             let Some(c) = by_uid
                 .get(iface.sgc_uid.as_str())
@@ -197,18 +200,29 @@ impl Reconciler {
                 static_gateway_configuration: Some(format!("{}/{}", c.namespace, c.name)),
                 interface_name: Some(name.clone()),
             });
-            for e in endpoints.iter().filter(|e| {
-                e.namespace == c.namespace
-                    && e.config == c.name
-                    && iface.peers.contains_key(&e.public_key)
-            }) {
-                peers.push(PeerConfiguration {
-                    pod_endpoint: Some(format!("{}/{}", e.namespace, e.name)),
-                    interface_name: Some(name.clone()),
-                    public_key: Some(e.public_key.clone()),
-                });
-            }
+            by_config.insert((c.namespace.as_str(), c.name.as_str()), (name, iface));
         }
+        // Only the listed peers are materialised: the list is capped.
+        let mut chosen: Vec<(&String, &PodEndpoint)> = endpoints
+            .iter()
+            .filter_map(|e| {
+                let (name, iface) = by_config.get(&(e.namespace.as_str(), e.config.as_str()))?;
+                iface
+                    .peers
+                    .contains_key(&e.public_key)
+                    .then_some((*name, e))
+            })
+            .collect();
+        chosen.sort_by(|a, b| (a.0, &a.1.public_key).cmp(&(b.0, &b.1.public_key)));
+        chosen.truncate(egress_k8s::gateway::status::MAX_PEERS);
+        let peers = chosen
+            .into_iter()
+            .map(|(name, e)| PeerConfiguration {
+                pod_endpoint: Some(format!("{}/{}", e.namespace, e.name)),
+                interface_name: Some(name.clone()),
+                public_key: Some(e.public_key.clone()),
+            })
+            .collect();
         if let Err(e) = self.status.write(gateways, peers).await {
             tracing::warn!(error = %e, cause = ?std::error::Error::source(&e).map(ToString::to_string), "writing GatewayStatus failed; retrying on the next pass");
         }

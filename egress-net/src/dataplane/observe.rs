@@ -77,26 +77,28 @@ impl LinuxDataplane {
         })
     }
 
-    async fn read_devices(&self, names: Vec<String>) -> Result<HashMap<String, Host>, Error> {
+    /// Reads every device, each condensed as soon as it is read so the
+    /// library's full peer records of all devices never coexist.
+    async fn read_devices(&self, names: Vec<String>) -> Result<HashMap<String, DeviceView>, Error> {
         let control = self.cfg.backend.control();
         let mut out = HashMap::new();
         match control {
             Control::Kernel => {
                 for name in names {
                     let n = name.clone();
-                    let host = self
+                    let view = self
                         .gw
-                        .run(move || wgctl::read(Control::Kernel, &n))
+                        .run(move || wgctl::read(Control::Kernel, &n).map(|h| device_view(&h)))
                         .await??;
-                    out.insert(name, host);
+                    out.insert(name, view);
                 }
             }
             Control::Uapi => {
                 use futures_util::StreamExt;
                 let reads = names.into_iter().map(|name| {
                     tokio::task::spawn_blocking(move || {
-                        let host = wgctl::read(Control::Uapi, &name);
-                        (name, host)
+                        let view = wgctl::read(Control::Uapi, &name).map(|h| device_view(&h));
+                        (name, view)
                     })
                 });
                 let mut reads =
@@ -127,7 +129,7 @@ impl LinuxDataplane {
             .iter()
             .filter(|l| port_of(&l.name).is_some())
             .collect();
-        let devices = self
+        let mut devices = self
             .read_devices(wg_links.iter().map(|l| l.name.clone()).collect())
             .await?;
 
@@ -135,15 +137,15 @@ impl LinuxDataplane {
         let mut interfaces = BTreeMap::new();
         let mut traffic = HashMap::new();
         for link in wg_links {
-            let (Some(port), Some(dev)) = (port_of(&link.name), devices.get(&link.name)) else {
+            let (Some(port), Some(dev)) = (port_of(&link.name), devices.remove(&link.name)) else {
                 continue;
             };
             let snat_ip = egress.snat_ip(&gw, link, port);
             if !snat_ip.is_unspecified() {
                 held.insert(snat_ip);
             }
-            let (iface, st) = interface(&gw, link, dev, snat_ip, primary);
-            traffic.insert(link.name.clone(), st);
+            traffic.insert(link.name.clone(), dev.stats.clone());
+            let iface = interface(&gw, link, dev, snat_ip, primary);
             interfaces.insert(link.name.clone(), iface);
         }
         *self
@@ -320,14 +322,55 @@ impl EgressSeen {
     }
 }
 
-/// One gateway link as the plan models it, with its traffic.
+/// What the plan needs of a device, and its traffic.
+pub(super) struct DeviceView {
+    listen_port: u16,
+    public_key: String,
+    peers: BTreeMap<String, IpAddr>,
+    stats: InterfaceStats,
+}
+
+fn device_view(dev: &Host) -> DeviceView {
+    let mut peers = BTreeMap::new();
+    let mut stats = InterfaceStats::default();
+    let now = SystemTime::now();
+    for p in dev.peers.values() {
+        // A gateway peer is allowed exactly its pod's address; anything else
+        // is reported as unspecified so it gets rewritten.
+        let ip = match p.allowed_ips.as_slice() {
+            [one] if one.cidr == host_len(one.address) => one.address,
+            _ => IpAddr::from([0, 0, 0, 0]),
+        };
+        peers.insert(p.public_key.to_string(), ip);
+        stats.peers += 1;
+        stats.rx_bytes += p.rx_bytes;
+        stats.tx_bytes += p.tx_bytes;
+        if let Some(t) = p.last_handshake.filter(|t| *t > SystemTime::UNIX_EPOCH) {
+            let age = now.duration_since(t).unwrap_or(Duration::ZERO).as_secs();
+            stats.latest_handshake_age_secs =
+                Some(stats.latest_handshake_age_secs.map_or(age, |a| a.min(age)));
+        }
+    }
+    DeviceView {
+        listen_port: dev.listen_port,
+        public_key: dev
+            .private_key
+            .as_ref()
+            .map(|k| k.public_key().to_string())
+            .unwrap_or_default(),
+        peers,
+        stats,
+    }
+}
+
+/// One gateway link as the plan models it.
 fn interface(
     gw: &NsView,
     link: &Link,
-    dev: &Host,
+    dev: DeviceView,
     snat_ip: IpAddr,
     primary: IpAddr,
-) -> (Interface, InterfaceStats) {
+) -> Interface {
     let (sgc_uid, key_secret) = link
         .alias
         .as_deref()
@@ -344,42 +387,17 @@ fn interface(
     let has_ll = gw
         .addrs_on(link.index)
         .any(|a| a.ip == IpAddr::from([0xfe80, 0, 0, 0, 0, 0, 0, 1]));
-    let mut peers = BTreeMap::new();
-    let mut st = InterfaceStats::default();
-    let now = SystemTime::now();
-    for p in dev.peers.values() {
-        // A gateway peer is allowed exactly its pod's address; anything else
-        // is reported as unspecified so it gets rewritten.
-        let ip = match p.allowed_ips.as_slice() {
-            [one] if one.cidr == host_len(one.address) => one.address,
-            _ => IpAddr::from([0, 0, 0, 0]),
-        };
-        peers.insert(p.public_key.to_string(), ip);
-        st.peers += 1;
-        st.rx_bytes += p.rx_bytes;
-        st.tx_bytes += p.tx_bytes;
-        if let Some(t) = p.last_handshake.filter(|t| *t > SystemTime::UNIX_EPOCH) {
-            let age = now.duration_since(t).unwrap_or(Duration::ZERO).as_secs();
-            st.latest_handshake_age_secs =
-                Some(st.latest_handshake_age_secs.map_or(age, |a| a.min(age)));
-        }
-    }
-    let iface = Interface {
+    Interface {
         port: dev.listen_port,
         // A link that is down or lost its address is re-configured.
         mtu: if link.up && has_ll { link.mtu } else { 0 },
-        public_key: dev
-            .private_key
-            .as_ref()
-            .map(|k| k.public_key().to_string())
-            .unwrap_or_default(),
+        public_key: dev.public_key,
         key_secret,
         sgc_uid,
         snat_ip,
         primary_ip: primary,
-        peers,
-    };
-    (iface, st)
+        peers: dev.peers,
+    }
 }
 
 /// Reads `/proc/sys/<key>` in the calling thread's namespace.
