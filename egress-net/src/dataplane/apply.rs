@@ -309,6 +309,9 @@ impl LinuxDataplane {
         let mut nft = NftChange::default();
         let mut peers: std::collections::BTreeMap<String, PeerBatch> =
             std::collections::BTreeMap::new();
+        // Interfaces are configured a few at a time: each waits mostly on its
+        // own device, and none depends on another.
+        let mut configures: Vec<(&String, &Interface)> = Vec::new();
         for op in ops {
             match op {
                 NodeOp::UpsertPeer {
@@ -325,28 +328,27 @@ impl LinuxDataplane {
                     .or_default()
                     .removals
                     .push(public_key.clone()),
-                NodeOp::ConfigureInterface { name, config } => {
-                    let change = self.configure_interface(name, config).await?;
-                    nft.gateway.push_str(&change.gateway);
-                    nft.host.push_str(&change.host);
-                }
+                NodeOp::ConfigureInterface { name, config } => configures.push((name, config)),
                 NodeOp::CreateInterface { .. }
                 | NodeOp::AddFrontendIp(_)
                 | NodeOp::RemoveFrontendIp(_) => {
                     self.apply_op(op).await?;
                 }
                 NodeOp::DeleteInterface { name } => {
-                    // Its pending peers go with it; pending elements first.
+                    // Its pending peers go with it; pending work first.
                     peers.remove(name);
+                    self.flush_configures(&mut configures, &mut nft).await?;
                     self.flush_nft(&mut nft).await?;
                     self.apply_op(op).await?;
                 }
                 NodeOp::EnsurePlumbing(_) | NodeOp::RemovePlumbing | NodeOp::RemoveStrayIp(_) => {
+                    self.flush_configures(&mut configures, &mut nft).await?;
                     self.flush_nft(&mut nft).await?;
                     self.apply_op(op).await?;
                 }
             }
         }
+        self.flush_configures(&mut configures, &mut nft).await?;
         self.flush_nft(&mut nft).await?;
         self.flush_peers(peers).await
     }
@@ -379,6 +381,27 @@ impl LinuxDataplane {
         let mut done = futures_util::stream::iter(sets).buffer_unordered(super::DEVICE_CONCURRENCY);
         while let Some(r) = done.next().await {
             r.map_err(|_| Error::WorkerGone)??;
+        }
+        Ok(())
+    }
+
+    async fn flush_configures(
+        &self,
+        pending: &mut Vec<(&String, &Interface)>,
+        nft: &mut NftChange,
+    ) -> Result<(), Error> {
+        // Futures made up front (they start only when polled): a stream
+        // closure over borrowed arguments would not be Send for every lifetime.
+        let futures: Vec<_> = std::mem::take(pending)
+            .into_iter()
+            .map(|(name, config)| Box::pin(self.configure_interface(name, config)))
+            .collect();
+        let mut done =
+            futures_util::stream::iter(futures).buffer_unordered(super::DEVICE_CONCURRENCY);
+        while let Some(change) = done.next().await {
+            let change = change?;
+            nft.gateway.push_str(&change.gateway);
+            nft.host.push_str(&change.host);
         }
         Ok(())
     }
