@@ -54,15 +54,6 @@ impl Reconciler {
         for reason in &snap.rejected {
             tracing::warn!(%reason, "ignoring object");
         }
-        {
-            let mut keys = self
-                .keys
-                .0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            keys.clear();
-            keys.extend(snap.keys.iter().map(|(k, v)| (k.clone(), v.clone())));
-        }
         let mut placed: BTreeMap<String, ActiveConfig> = snap
             .configs
             .iter()
@@ -72,6 +63,32 @@ impl Reconciler {
             if let Some(prev) = self.placed.get(uid) {
                 tracing::info!(sgc_uid = %uid, "VM configuration lacks this node; keeping its live state");
                 placed.insert(uid.clone(), prev.clone());
+            }
+        }
+        {
+            let mut keys = self
+                .keys
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let old = std::mem::take(&mut *keys);
+            keys.extend(snap.keys.iter().map(|(k, v)| (k.clone(), v.clone())));
+            // A key whose Secret cannot be read now stays as it was; a
+            // configuration with no key at all is still planned (its live
+            // state is not torn down), and only its own setup fails.
+            for c in placed.values() {
+                let id = (
+                    c.server.key_secret.namespace.clone(),
+                    c.server.key_secret.name.clone(),
+                );
+                if keys.contains_key(&id) {
+                    continue;
+                }
+                if let Some(k) = old.get(&id) {
+                    keys.insert(id, k.clone());
+                } else {
+                    tracing::warn!(sgc_uid = %c.uid, secret = %format!("{}/{}", id.0, id.1), "key Secret not readable");
+                }
             }
         }
         self.placed = placed;

@@ -312,6 +312,9 @@ impl LinuxDataplane {
         // Interfaces are configured a few at a time: each waits mostly on its
         // own device, and none depends on another.
         let mut configures: Vec<(&String, &Interface)> = Vec::new();
+        // A configuration that cannot be set up does not hold back the rest
+        // of the batch; its error is returned at the end.
+        let mut failed = None;
         for op in ops {
             match op {
                 NodeOp::UpsertPeer {
@@ -337,20 +340,27 @@ impl LinuxDataplane {
                 NodeOp::DeleteInterface { name } => {
                     // Its pending peers go with it; pending work first.
                     peers.remove(name);
-                    self.flush_configures(&mut configures, &mut nft).await?;
+                    if let Err(e) = self.flush_configures(&mut configures, &mut nft).await {
+                        failed.get_or_insert(e);
+                    }
                     self.flush_nft(&mut nft).await?;
                     self.apply_op(op).await?;
                 }
                 NodeOp::EnsurePlumbing(_) | NodeOp::RemovePlumbing | NodeOp::RemoveStrayIp(_) => {
-                    self.flush_configures(&mut configures, &mut nft).await?;
+                    if let Err(e) = self.flush_configures(&mut configures, &mut nft).await {
+                        failed.get_or_insert(e);
+                    }
                     self.flush_nft(&mut nft).await?;
                     self.apply_op(op).await?;
                 }
             }
         }
-        self.flush_configures(&mut configures, &mut nft).await?;
+        if let Err(e) = self.flush_configures(&mut configures, &mut nft).await {
+            failed.get_or_insert(e);
+        }
         self.flush_nft(&mut nft).await?;
-        self.flush_peers(peers).await
+        self.flush_peers(peers).await?;
+        failed.map_or(Ok(()), Err)
     }
 
     /// One set per device. Userspace devices are separate processes, so
@@ -398,12 +408,22 @@ impl LinuxDataplane {
             .collect();
         let mut done =
             futures_util::stream::iter(futures).buffer_unordered(super::DEVICE_CONCURRENCY);
+        // One interface that cannot be set up (its key not loaded yet) must
+        // not hold back the others: all are tried, the first error returned.
+        let mut first_error = None;
         while let Some(change) = done.next().await {
-            let change = change?;
-            nft.gateway.push_str(&change.gateway);
-            nft.host.push_str(&change.host);
+            match change {
+                Ok(change) => {
+                    nft.gateway.push_str(&change.gateway);
+                    nft.host.push_str(&change.host);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "configuring an interface failed");
+                    first_error.get_or_insert(e);
+                }
+            }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     async fn flush_nft(&self, nft: &mut NftChange) -> Result<(), Error> {
