@@ -180,6 +180,11 @@ async fn install(client: &Client, gws: &[Gw]) {
 }
 
 async fn add_configuration(client: &Client, g: &Gw) {
+    add_key_secret(client, g).await;
+    add_configuration_objects(client, g).await;
+}
+
+async fn add_key_secret(client: &Client, g: &Gw) {
     let c = &g.config;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), SYSTEM);
     let mut secret = Secret::default();
@@ -201,7 +206,10 @@ async fn add_configuration(client: &Client, g: &Gw) {
         .create(&PostParams::default(), &secret)
         .await
         .unwrap();
+}
 
+async fn add_configuration_objects(client: &Client, g: &Gw) {
+    let c = &g.config;
     let sgcs: Api<StaticGatewayConfiguration> = Api::namespaced(client.clone(), "apps");
     let sgc = StaticGatewayConfiguration::new(
         &c.name,
@@ -304,6 +312,40 @@ fn daemon_serves_repairs_reports_drains_and_uninstalls() {
         );
     }
     assert_eq!(get(d.probe, "/gw/unknown-uid").0, 503);
+
+    // A configuration whose key Secret is missing fails alone, and serves
+    // once the Secret appears.
+    let late = gateways(6200, 4).pop().unwrap();
+    rt.block_on(add_configuration_objects(&client, &late));
+    let late_uid = rt
+        .block_on(sgcs.get(&late.config.name))
+        .unwrap()
+        .uid()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(get(d.probe, &format!("/gw/{late_uid}")).0, 503);
+    for uid in &uids {
+        assert_eq!(get(d.probe, &format!("/gw/{uid}")).0, 200);
+    }
+    rt.block_on(add_key_secret(&client, &late));
+    wait_until(
+        "the late configuration serving",
+        Duration::from_secs(30),
+        || get(d.probe, &format!("/gw/{late_uid}")).0 == 200,
+    );
+    rt.block_on(sgcs.delete(&late.config.name, &DeleteParams::default()))
+        .unwrap();
+    wait_until(
+        "the late configuration gone",
+        Duration::from_secs(30),
+        || {
+            !topo
+                .gateway
+                .ip(&["link", "show"])
+                .unwrap()
+                .contains("wg-6203")
+        },
+    );
     assert_eq!(get(d.probe, "/gw/a/b").0, 400);
 
     // Pods' traffic leaves with each configuration's egress IP.
