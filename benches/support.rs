@@ -16,6 +16,12 @@ impl Lcg {
         Self(seed)
     }
 
+    /// A number in `0..n` from the high bits (an LCG's low bits repeat with
+    /// short periods).
+    pub fn below(&mut self, n: u64) -> u64 {
+        (self.next_u64() >> 32) % n.max(1)
+    }
+
     /// The next 64 pseudo-random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self

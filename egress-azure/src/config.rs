@@ -87,8 +87,22 @@ pub struct CloudConfig {
     pub subnet_name: String,
     /// ARM user agent.
     pub user_agent: String,
+    /// Resource Manager endpoint: `resourceManagerEndpoint`, or the cloud's.
+    pub resource_manager_endpoint: String,
     /// How to authenticate.
     pub credential: Credential,
+}
+
+/// Resource Manager endpoint of a named cloud (names as in AKS files).
+pub fn cloud_endpoint(cloud: &str) -> Result<&'static str, Error> {
+    match cloud.to_ascii_lowercase().as_str() {
+        "azurepubliccloud" | "azurecloud" => Ok("https://management.azure.com"),
+        "azurechinacloud" => Ok("https://management.chinacloudapi.cn"),
+        "azureusgovernmentcloud" | "azureusgovernment" => {
+            Ok("https://management.usgovcloudapi.net")
+        }
+        _ => Err(Error::UnknownCloud(cloud.to_string())),
+    }
 }
 
 /// Lower-cased key to (original key, value).
@@ -162,8 +176,14 @@ impl CloudConfig {
                 secret: f.required("aadClientSecret")?,
             }
         };
+        let cloud = f.required("cloud")?;
+        let resource_manager_endpoint = match f.string("resourceManagerEndpoint")? {
+            Some(e) => e,
+            None => cloud_endpoint(&cloud)?.to_string(),
+        };
         Ok(Self {
-            cloud: f.required("cloud")?,
+            cloud,
+            resource_manager_endpoint,
             tenant_id: f.string("tenantId")?.unwrap_or_default(),
             subscription_id: f.required("subscriptionId")?,
             location: f.required("location")?,
@@ -221,6 +241,7 @@ mod tests {
         );
         assert_eq!(c.load_balancer_name, "kubeegressgateway-ilb");
         assert_eq!(c.user_agent, "kube-egress-gateway-controller");
+        assert_eq!(c.resource_manager_endpoint, "https://management.azure.com");
         assert_eq!(
             c.credential,
             Credential::ManagedIdentity {
@@ -263,6 +284,32 @@ mod tests {
             CloudConfig::from_json("{"),
             Err(Error::ConfigJson(_))
         ));
+    }
+
+    #[test]
+    fn other_clouds_need_a_known_name_or_an_endpoint() {
+        let china = AKS.replace("AzurePublicCloud", "AzureChinaCloud");
+        assert_eq!(
+            CloudConfig::from_json(&china)
+                .unwrap()
+                .resource_manager_endpoint,
+            "https://management.chinacloudapi.cn"
+        );
+        let stack = AKS.replace("AzurePublicCloud", "AzureStackCloud");
+        assert!(matches!(
+            CloudConfig::from_json(&stack),
+            Err(Error::UnknownCloud(_))
+        ));
+        let stack = stack.replace(
+            "\"cloud\":",
+            "\"resourceManagerEndpoint\": \"https://management.local.azurestack.external/\", \"cloud\":",
+        );
+        assert_eq!(
+            CloudConfig::from_json(&stack)
+                .unwrap()
+                .resource_manager_endpoint,
+            "https://management.local.azurestack.external/"
+        );
     }
 
     #[test]

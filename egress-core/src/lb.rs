@@ -78,6 +78,11 @@ pub struct Probe {
 /// The parts of an internal load balancer this system manages.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LoadBalancer {
+    /// The `ETag` when read: a write sends it as `If-Match`.
+    pub etag: Option<String>,
+    /// Backend pools (lower-case names) that ipConfigs still reference, as
+    /// observed. Azure refuses to remove those; never planned.
+    pub backends_in_use: BTreeSet<String>,
     /// Frontends.
     pub frontends: Vec<Frontend>,
     /// Backend pool names.
@@ -163,10 +168,14 @@ pub enum LbError {
         lb_uid: String,
     },
     /// A frontend of the right name exists but is not a private IPv4 frontend.
-    #[error("frontend {name} exists but has no private IPv4 address; remove it or fix it by hand")]
+    #[error(
+        "frontend {name} exists but has no private IPv4 address; it is left as it is: remove it or fix it by hand"
+    )]
     UnexpectedFrontend {
         /// The frontend's name.
         name: String,
+        /// The pool it is named after; its configurations get no rule.
+        pool_uid: String,
     },
 }
 
@@ -190,17 +199,48 @@ fn rule_shape_ok(rule: &Rule, pool: &str, lb_uid: &str) -> bool {
         && (PORT_MIN..PORT_END).contains(&rule.frontend_port)
 }
 
-/// Plans the ILB for `pools` against what `observed` holds (`None`: no ILB).
+/// Plans the ILB for `pools` against what `observed` holds (`None`: no ILB):
+/// everything nobody asks for goes, except what Azure would refuse to remove
+/// (a backend pool that ipConfigs still reference, with its frontend) and a
+/// pool's objects left alone because its frontend is not ours to fix.
 pub fn plan(
     observed: Option<&LoadBalancer>,
     pools: &[PoolDemand],
     settings: ProbeSettings,
+) -> LbPlan {
+    plan_with(observed, pools, settings, false)
+}
+
+/// Like [`plan`], but removes nothing: what `pools` need is added or fixed
+/// and every other observed object stays. Written before the pools' ipConfigs
+/// so that they never reference a backend pool Azure does not have yet.
+pub fn plan_additions(
+    observed: Option<&LoadBalancer>,
+    pools: &[PoolDemand],
+    settings: ProbeSettings,
+) -> LbPlan {
+    plan_with(observed, pools, settings, true)
+}
+
+fn plan_with(
+    observed: Option<&LoadBalancer>,
+    pools: &[PoolDemand],
+    settings: ProbeSettings,
+    additive: bool,
 ) -> LbPlan {
     let empty = LoadBalancer::default();
     let current = observed.unwrap_or(&empty);
     let mut ports = BTreeMap::new();
     let mut errors = Vec::new();
     let mut want = LoadBalancer::default();
+    // Pools whose frontend is not ours to fix (we only ever make private IPv4
+    // frontends): their objects stay as observed, demanded or not.
+    let mut frozen: BTreeSet<String> = current
+        .frontends
+        .iter()
+        .filter(|f| f.private_ip.is_some_and(|ip| !ip.is_ipv4()))
+        .map(|f| f.name.to_ascii_lowercase())
+        .collect();
     // Azure names are case-insensitive; index the observed rules once.
     let observed_rules: BTreeMap<String, &Rule> = current
         .rules
@@ -219,7 +259,9 @@ pub fn plan(
             Some(f) => {
                 errors.push(LbError::UnexpectedFrontend {
                     name: f.name.clone(),
+                    pool_uid: pool.pool_uid.clone(),
                 });
+                frozen.insert(pool.pool_uid.to_ascii_lowercase());
                 continue;
             }
             None => Frontend {
@@ -231,64 +273,28 @@ pub fn plan(
         want.frontends.push(frontend);
         want.backends.push(pool.pool_uid.clone());
 
-        // Sticky ports: valid existing rules keep theirs, first come first
-        // served by name if two somehow share one.
-        let mut demands: Vec<&RuleDemand> = pool.rules.iter().collect();
-        demands.sort();
-        demands.dedup_by(|a, b| eq(&a.lb_uid, &b.lb_uid));
-        let mut used = BTreeSet::new();
-        let mut kept: BTreeMap<&str, u16> = BTreeMap::new();
-        for d in &demands {
-            let existing = observed_rules
-                .get(&d.lb_uid.to_ascii_lowercase())
-                .filter(|r| rule_shape_ok(r, &pool.pool_uid, &d.lb_uid));
-            if let Some(r) = existing
-                && used.insert(r.frontend_port)
-            {
-                kept.insert(d.lb_uid.as_str(), r.frontend_port);
-            }
-        }
-        let mut next = PORT_MIN;
-        for d in &demands {
-            let port = if let Some(&p) = kept.get(d.lb_uid.as_str()) {
-                p
-            } else {
-                while next < PORT_END && used.contains(&next) {
-                    next += 1;
-                }
-                if next >= PORT_END {
-                    errors.push(LbError::PortsExhausted {
-                        pool_uid: pool.pool_uid.clone(),
-                        lb_uid: d.lb_uid.clone(),
-                    });
-                    continue;
-                }
-                used.insert(next);
-                next
-            };
-            ports.insert(d.lb_uid.clone(), port);
-            want.rules.push(Rule {
-                name: d.lb_uid.clone(),
-                frontend: pool.pool_uid.clone(),
-                backend: pool.pool_uid.clone(),
-                probe: d.lb_uid.clone(),
-                protocol: Protocol::Udp,
-                frontend_port: port,
-                backend_port: port,
-                floating_ip: true,
-            });
-            want.probes.push(desired_probe(d, settings));
-        }
+        plan_rules(
+            current,
+            &observed_rules,
+            pool,
+            settings,
+            additive,
+            &mut want,
+            &mut ports,
+            &mut errors,
+        );
     }
 
-    let change = if want.frontends.is_empty() && errors.is_empty() {
+    retain_observed(current, &mut want, additive, &frozen);
+    let change = if want.frontends.is_empty() && want.backends.is_empty() && !additive {
         if observed.is_some() {
             LbChange::Delete
         } else {
             LbChange::None
         }
     } else {
-        let ordered = keep_observed_order(current, want);
+        let mut ordered = keep_observed_order(current, want);
+        ordered.etag.clone_from(&current.etag);
         if observed.is_some_and(|o| same(o, &ordered)) {
             LbChange::None
         } else {
@@ -299,6 +305,121 @@ pub fn plan(
         change,
         ports,
         errors,
+    }
+}
+
+/// The rules and probes of one pool's configurations, with sticky ports.
+#[allow(clippy::too_many_arguments)] // one planning step's inputs and outputs
+fn plan_rules(
+    current: &LoadBalancer,
+    observed_rules: &BTreeMap<String, &Rule>,
+    pool: &PoolDemand,
+    settings: ProbeSettings,
+    additive: bool,
+    want: &mut LoadBalancer,
+    ports: &mut BTreeMap<String, u16>,
+    errors: &mut Vec<LbError>,
+) {
+    // Sticky ports: valid existing rules keep theirs, first come first
+    // served by name if two somehow share one.
+    let mut demands: Vec<&RuleDemand> = pool.rules.iter().collect();
+    demands.sort();
+    demands.dedup_by(|a, b| eq(&a.lb_uid, &b.lb_uid));
+    let mut used = BTreeSet::new();
+    if additive {
+        // Rules that stay although nobody asks for them keep their ports.
+        used.extend(
+            current
+                .rules
+                .iter()
+                .filter(|r| eq(&r.frontend, &pool.pool_uid))
+                .filter(|r| !demands.iter().any(|d| eq(&d.lb_uid, &r.name)))
+                .map(|r| r.frontend_port),
+        );
+    }
+    let mut kept: BTreeMap<&str, u16> = BTreeMap::new();
+    for d in &demands {
+        let existing = observed_rules
+            .get(&d.lb_uid.to_ascii_lowercase())
+            .filter(|r| rule_shape_ok(r, &pool.pool_uid, &d.lb_uid));
+        if let Some(r) = existing
+            && used.insert(r.frontend_port)
+        {
+            kept.insert(d.lb_uid.as_str(), r.frontend_port);
+        }
+    }
+    let mut next = PORT_MIN;
+    for d in &demands {
+        let port = if let Some(&p) = kept.get(d.lb_uid.as_str()) {
+            p
+        } else {
+            while next < PORT_END && used.contains(&next) {
+                next += 1;
+            }
+            if next >= PORT_END {
+                errors.push(LbError::PortsExhausted {
+                    pool_uid: pool.pool_uid.clone(),
+                    lb_uid: d.lb_uid.clone(),
+                });
+                continue;
+            }
+            used.insert(next);
+            next
+        };
+        ports.insert(d.lb_uid.clone(), port);
+        want.rules.push(Rule {
+            name: d.lb_uid.clone(),
+            frontend: pool.pool_uid.clone(),
+            backend: pool.pool_uid.clone(),
+            probe: d.lb_uid.clone(),
+            protocol: Protocol::Udp,
+            frontend_port: port,
+            backend_port: port,
+            floating_ip: true,
+        });
+        want.probes.push(desired_probe(d, settings));
+    }
+}
+
+/// Adds back the observed objects that must survive this plan: in additive
+/// mode everything not replaced; otherwise frozen pools' objects, and backend
+/// pools still in use with their frontends (Azure refuses to remove them, and
+/// the ipConfigs that use them are removed first, by the pool writes).
+fn retain_observed(
+    current: &LoadBalancer,
+    want: &mut LoadBalancer,
+    additive: bool,
+    frozen: &BTreeSet<String>,
+) {
+    let lower = |s: &str| s.to_ascii_lowercase();
+    let pool_kept = |name: &str| {
+        let n = lower(name);
+        additive || frozen.contains(&n) || current.backends_in_use.contains(&n)
+    };
+    for f in &current.frontends {
+        if pool_kept(&f.name) && !want.frontends.iter().any(|x| eq(&x.name, &f.name)) {
+            want.frontends.push(f.clone());
+        }
+    }
+    for b in &current.backends {
+        if pool_kept(b) && !want.backends.iter().any(|x| eq(x, b)) {
+            want.backends.push(b.clone());
+        }
+    }
+    let mut kept_probes = BTreeSet::new();
+    for r in &current.rules {
+        let keep =
+            additive || frozen.contains(&lower(&r.frontend)) || frozen.contains(&lower(&r.backend));
+        if keep && !want.rules.iter().any(|x| eq(&x.name, &r.name)) {
+            want.rules.push(r.clone());
+            kept_probes.insert(lower(&r.probe));
+        }
+    }
+    for p in &current.probes {
+        let keep = additive || kept_probes.contains(&lower(&p.name));
+        if keep && !want.probes.iter().any(|x| eq(&x.name, &p.name)) {
+            want.probes.push(p.clone());
+        }
     }
 }
 
@@ -344,6 +465,8 @@ fn keep_observed_order(current: &LoadBalancer, mut want: LoadBalancer) -> LoadBa
 fn same(a: &LoadBalancer, b: &LoadBalancer) -> bool {
     let lower = |lb: &LoadBalancer| {
         let mut lb = lb.clone();
+        lb.etag = None;
+        lb.backends_in_use.clear();
         for f in &mut lb.frontends {
             f.name.make_ascii_lowercase();
             // The subnet of an existing frontend is not ours to change.

@@ -58,10 +58,14 @@ pub fn probe_path(sgc_uid: &str) -> String {
     format!("/gw/{sgc_uid}")
 }
 
-/// Name of the public IP created for one pre-created NIC of a VM pool from a
-/// prefix: `<prefix name>-<FNV-1a 64 of the NIC name, lower-case hex, unpadded>`.
-pub fn vm_pool_public_ip_name(prefix_name: &str, nic_name: &str) -> String {
-    format!("{prefix_name}-{:x}", fnv1a64(nic_name.as_bytes()))
+/// Name of the public IP created for one configuration on one pre-created
+/// NIC of a VM pool: `<ipConfig name>-<FNV-1a 64 of the NIC name, lower-case
+/// hex, unpadded>`. Upstream puts the prefix's name first; for a managed
+/// prefix that is the same name (the prefix is named like the ipConfig), and
+/// for a bring-your-own prefix shared by two configurations it would give
+/// both the same public IP, so the configuration's name is used instead.
+pub fn vm_pool_public_ip_name(ip_config_name: &str, nic_name: &str) -> String {
+    format!("{ip_config_name}-{:x}", fnv1a64(nic_name.as_bytes()))
 }
 
 const fn fnv1a64(bytes: &[u8]) -> u64 {

@@ -16,7 +16,9 @@ use crate::vmss::{Instance, Nic};
 /// A gateway pool as the cloud reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PoolInfo {
-    /// Unique ID: names the pool's ILB frontend and backend pool.
+    /// Unique ID: names the pool's ILB frontend and backend pool. Two
+    /// selectors that reach the same machines give the same ID, so the
+    /// controller groups configurations by it.
     pub uid: String,
     /// Prefix length from the pool's `aks-managed-gatewayIPPrefixSize` tag.
     pub prefix_len_tag: Option<u8>,
@@ -45,14 +47,29 @@ pub enum PoolKind {
         name: String,
         /// The model's NIC configurations.
         model: Vec<Nic>,
+        /// The VMSS's `ETag` when read: a model write sends it as `If-Match`.
+        etag: Option<String>,
         /// Instances.
         instances: Vec<Instance>,
     },
-    /// A VM pool: its pre-created NICs, one per possible node.
+    /// A VM pool: its pre-created NICs, one per possible node. Each carries
+    /// its own `ETag`.
     Vm {
         /// The NICs.
         nics: Vec<Nic>,
     },
+}
+
+/// One instance write: its new NIC configurations, guarded by the `ETag` the
+/// plan was made from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceUpdate {
+    /// Instance ID.
+    pub id: String,
+    /// The instance's NIC configurations as they must become.
+    pub nics: Vec<Nic>,
+    /// The instance's `ETag` when read.
+    pub etag: Option<String>,
 }
 
 /// A public IP prefix.
@@ -66,6 +83,20 @@ pub struct PublicIpPrefix {
     pub prefix: Option<IpNet>,
 }
 
+/// A standalone public IP in the cluster's resource group (VM pools attach
+/// one per NIC and configuration).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublicIp {
+    /// Name.
+    pub name: String,
+    /// ARM ID.
+    pub id: String,
+    /// The prefix it was allocated from (ARM ID).
+    pub prefix_id: Option<String>,
+    /// The ipConfig it is attached to (ARM ID), if any.
+    pub attached_to: Option<String>,
+}
+
 /// Which public IP prefix.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PrefixRef {
@@ -76,33 +107,49 @@ pub enum PrefixRef {
 }
 
 /// Azure, as the controller needs it.
+///
+/// The implementations follow Azure's rules, and the controller relies on
+/// them: a write that references an object that does not exist is refused;
+/// an object still referenced cannot be removed (a backend pool used by an
+/// ipConfig, a prefix with addresses allocated, an attached public IP); and a
+/// write guarded by an `ETag` is refused with [`FailureKind::Conflict`] when
+/// the object changed since it was read. Every write call blocks until Azure's
+/// long-running operation ends.
+///
+/// [`FailureKind::Conflict`]: crate::FailureKind::Conflict
 #[async_trait]
 pub trait CloudProvider: Send + Sync {
-    /// Reads a gateway pool.
+    /// Reads a gateway pool: for a VMSS its model, `ETag`, instances and the
+    /// private addresses Azure assigned; for a VM pool its NICs.
     async fn get_pool(&self, pool: &PoolSelector) -> Result<PoolInfo, Error>;
-    /// Writes a VMSS model's NIC configurations.
+    /// Writes a VMSS model's NIC configurations (and nothing else of the
+    /// model), guarded by `etag`.
     async fn put_vmss_model(
         &self,
         resource_group: &str,
         vmss: &str,
         nics: &[Nic],
+        etag: Option<&str>,
     ) -> Result<(), Error>;
-    /// Writes one VMSS instance's NIC configurations.
-    async fn update_vmss_instance(
+    /// Writes the NIC configurations of several instances of one VMSS. The
+    /// implementation may run them in parallel or as one upgrade call; it
+    /// fails if any of them failed.
+    async fn update_vmss_instances(
         &self,
         resource_group: &str,
         vmss: &str,
-        instance: &str,
-        nics: &[Nic],
+        updates: &[InstanceUpdate],
     ) -> Result<(), Error>;
-    /// Writes one NIC of a VM pool.
+    /// Writes one NIC of a VM pool, guarded by its `etag`.
     async fn put_nic(&self, nic: &Nic) -> Result<(), Error>;
-    /// Reads the internal load balancer.
+    /// Reads the internal load balancer, with its `ETag` and which backend
+    /// pools ipConfigs still reference.
     async fn get_load_balancer(&self) -> Result<Option<LoadBalancer>, Error>;
-    /// Creates or updates the internal load balancer; returns it as stored.
+    /// Creates or updates the internal load balancer, guarded by `lb.etag`
+    /// (`None`: it must not exist yet); returns it as stored.
     async fn put_load_balancer(&self, lb: &LoadBalancer) -> Result<LoadBalancer, Error>;
-    /// Deletes the internal load balancer.
-    async fn delete_load_balancer(&self) -> Result<(), Error>;
+    /// Deletes the internal load balancer, guarded by `etag`; absent is success.
+    async fn delete_load_balancer(&self, etag: Option<&str>) -> Result<(), Error>;
     /// Reads a public IP prefix.
     async fn get_public_ip_prefix(
         &self,
@@ -110,11 +157,17 @@ pub trait CloudProvider: Send + Sync {
     ) -> Result<Option<PublicIpPrefix>, Error>;
     /// Creates a managed public IP prefix.
     async fn create_public_ip_prefix(&self, name: &str, len: u8) -> Result<PublicIpPrefix, Error>;
-    /// Deletes a managed public IP prefix and the public IPs made from it.
+    /// The public IP prefixes of the cluster's resource group (where managed
+    /// prefixes live).
+    async fn list_public_ip_prefixes(&self) -> Result<Vec<PublicIpPrefix>, Error>;
+    /// Deletes a managed public IP prefix; absent is success. Refused while
+    /// ipConfigs or public IPs use it.
     async fn delete_public_ip_prefix(&self, name: &str) -> Result<(), Error>;
+    /// The public IPs of the cluster's resource group.
+    async fn list_public_ips(&self) -> Result<Vec<PublicIp>, Error>;
     /// Creates (if absent) a public IP from a prefix; returns its ARM ID.
     async fn ensure_public_ip(&self, name: &str, prefix_id: &str) -> Result<String, Error>;
-    /// Deletes a public IP; absent is success.
+    /// Deletes a public IP; absent is success. Refused while attached.
     async fn delete_public_ip(&self, name: &str) -> Result<(), Error>;
 }
 
@@ -129,6 +182,8 @@ pub struct ConfigObject {
     pub status: GatewayStatus,
     /// Gateway nodes as last written.
     pub nodes: Vec<GatewayNode>,
+    /// The LB and VM configuration objects, if they exist.
+    pub children: Option<ChildUids>,
     /// Deletion requested.
     pub deleting: bool,
     /// Our finalizer is present.
@@ -144,14 +199,19 @@ pub struct KeyInfo {
     pub public_key: String,
 }
 
-/// The UIDs of a configuration's LB and VM configuration objects, which name
-/// its Azure objects.
+/// A configuration's LB and VM configuration objects: their UIDs name its
+/// Azure objects, and the spec they carry is the one provisioned in Azure
+/// (upstream's children carry the same copy of the spec).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChildUids {
     /// Names the ILB rule and probe.
     pub lb_uid: String,
     /// Names the ipConfigs and the managed prefix.
     pub vm_uid: String,
+    /// The spec the children carry: what Azure holds, or is being brought to.
+    /// It trails the user's spec while a change is not yet known to be safe
+    /// (a move to another pool, an edit the controller rejects).
+    pub applied: GatewaySpec,
 }
 
 /// The Kubernetes API, as the controller needs it.
@@ -167,10 +227,9 @@ pub trait ClusterApi: Send + Sync {
     async fn ensure_key_secret(&self, id: &ConfigId) -> Result<KeyInfo, Error>;
     /// Deletes the key Secret; absent is success.
     async fn delete_key_secret(&self, id: &ConfigId) -> Result<(), Error>;
-    /// Creates or updates the LB and VM configuration objects.
+    /// Creates the LB and VM configuration objects, or sets the spec they
+    /// carry to `spec`.
     async fn ensure_children(&self, id: &ConfigId, spec: &GatewaySpec) -> Result<ChildUids, Error>;
-    /// The children's UIDs if they exist.
-    async fn children(&self, id: &ConfigId) -> Result<Option<ChildUids>, Error>;
     /// Deletes the LB and VM configuration objects; absent is success.
     async fn delete_children(&self, id: &ConfigId) -> Result<(), Error>;
     /// Writes status up the chain.

@@ -91,12 +91,15 @@ pub fn validate(
         })
         .collect();
 
-    let managed = managed_resource_name(&id.uid);
-    if managed.len() > AZURE_NAME_MAX {
+    // The longest name derived from the UID is a VM pool's public IP:
+    // `egressgateway-<uid>-<hash of the NIC name>`, the hash up to 16 digits.
+    let longest = vm_pool_public_ip_name(&managed_resource_name(&id.uid), "");
+    let longest_len = managed_resource_name(&id.uid).len() + 17;
+    if longest_len > AZURE_NAME_MAX {
         errors.push(Error::NameTooLong {
             field: "metadata.uid",
-            len: managed.len(),
-            name: managed,
+            len: longest_len,
+            name: longest,
             max: AZURE_NAME_MAX,
         });
     }
@@ -177,18 +180,6 @@ fn byo_prefix(text: &str, ctx: &ValidationContext, errors: &mut Vec<Error>) -> O
             field: F_PREFIX_ID,
             found: id.subscription.clone(),
             expected: ctx.subscription_id.clone(),
-        });
-    }
-    // VM pools name one public IP per NIC after the prefix; the longest hash
-    // suffix is 17 characters.
-    let longest = vm_pool_public_ip_name(&id.name, "");
-    let longest_len = id.name.len() + 17;
-    if longest_len > AZURE_NAME_MAX {
-        errors.push(Error::NameTooLong {
-            field: F_PREFIX_ID,
-            name: longest,
-            len: longest_len,
-            max: AZURE_NAME_MAX,
         });
     }
     Some(id)

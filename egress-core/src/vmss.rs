@@ -45,6 +45,9 @@ pub struct Nic {
     pub primary: bool,
     /// Its ipConfigs.
     pub ip_configs: Vec<IpConfig>,
+    /// The `ETag` of a standalone NIC (VM pools) when read: its write sends it
+    /// as `If-Match`. `None` for NIC configurations inside a VMSS.
+    pub etag: Option<String>,
 }
 
 /// A configuration that needs a secondary IP on every node of the pool.
@@ -55,6 +58,31 @@ pub struct IpConfigDemand {
     /// Public mode: the prefix the node's public IP comes from (VMSS), or the
     /// public IP to attach (VM pools, one per NIC). `None` in private mode.
     pub public: Option<String>,
+    /// Keep the ipConfig exactly as it is where it exists, and add it nowhere:
+    /// the configuration is serving, but what it should become is not known
+    /// to be safe yet (its prefix could not be read, its new spec is
+    /// rejected). `public` is ignored.
+    pub hold: bool,
+}
+
+impl IpConfigDemand {
+    /// An ipConfig that must exist with `public` on every node.
+    pub fn want(name: String, public: Option<String>) -> Self {
+        Self {
+            name,
+            public,
+            hold: false,
+        }
+    }
+
+    /// An ipConfig kept as it is where it exists.
+    pub fn hold(name: String) -> Self {
+        Self {
+            name,
+            public: None,
+            hold: true,
+        }
+    }
 }
 
 /// A VMSS instance as observed.
@@ -66,6 +94,8 @@ pub struct Instance {
     pub computer_name: String,
     /// Provisioning failed; an update is forced to repair it.
     pub failed: bool,
+    /// The instance's `ETag` when read.
+    pub etag: Option<String>,
     /// Its NIC configurations.
     pub nics: Vec<Nic>,
 }
@@ -152,14 +182,13 @@ pub fn plan_nics(
             configs.push(c.clone());
             continue;
         }
-        if let Some(d) = demands.iter().find(|d| eq(&d.name, &c.name)) {
-            let want = desired(d, subnet.as_ref(), kind);
-            if matches(c, &want) {
-                configs.push(c.clone());
-            }
+        if let Some(d) = demands.iter().find(|d| eq(&d.name, &c.name))
+            && (d.hold || matches(c, &desired(d, subnet.as_ref(), kind)))
+        {
+            configs.push(c.clone());
         }
     }
-    for d in demands {
+    for d in demands.iter().filter(|d| !d.hold) {
         if !configs.iter().any(|c| eq(&c.name, &d.name)) {
             configs.push(desired(d, subnet.as_ref(), kind));
         }

@@ -242,7 +242,7 @@ current-context: egress-test
     )
 }
 
-async fn client_from(path: &Path) -> Result<kube::Client, Error> {
+pub(crate) async fn client_from(path: &Path) -> Result<kube::Client, Error> {
     let kubeconfig =
         kube::config::Kubeconfig::read_from(path).map_err(|e| Error::Kubeconfig(Box::new(e)))?;
     let config = kube::Config::from_custom_kubeconfig(

@@ -71,4 +71,52 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A request to the test cluster's API server failed.
+    #[error("{what}")]
+    Kube {
+        /// What was being done.
+        what: String,
+        /// The client error.
+        #[source]
+        source: kube::Error,
+    },
+    /// A condition was not reached in time.
+    #[error("timed out after {seconds} s waiting for {what}; last seen: {last}")]
+    Timeout {
+        /// What was awaited.
+        what: String,
+        /// How long we waited.
+        seconds: u64,
+        /// The last observed state.
+        last: String,
+    },
+    /// A manifest given to the test cluster is malformed.
+    #[error("manifest document {index}: {reason}")]
+    Manifest {
+        /// Position of the YAML document, from 0.
+        index: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A node name that is not part of the test cluster.
+    #[error("no node named {name} in this test cluster (nodes: {known})")]
+    UnknownNode {
+        /// The name asked for.
+        name: String,
+        /// The names that exist.
+        known: String,
+    },
+    /// A node's processes exited while it was expected to run.
+    #[error("node {node} is down ({status}); log tail:\n{log}")]
+    NodeDown {
+        /// The node name.
+        node: String,
+        /// The exit status of its process tree.
+        status: String,
+        /// The last lines of its kubelet and containerd logs.
+        log: String,
+    },
+    /// The host cannot run the test cluster as configured.
+    #[error("test cluster: {0}")]
+    Unsupported(String),
 }

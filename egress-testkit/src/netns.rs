@@ -150,7 +150,7 @@ pub fn veth(
     Ok(())
 }
 
-fn enter(name: &str) -> Result<(), Error> {
+pub(crate) fn enter(name: &str) -> Result<(), Error> {
     let err = |source| Error::Setns {
         name: name.to_string(),
         source,
@@ -160,7 +160,7 @@ fn enter(name: &str) -> Result<(), Error> {
 }
 
 /// Deletes namespaces whose creating test process no longer exists.
-fn sweep_orphans() {
+pub(crate) fn sweep_orphans() {
     let Ok(list) = run("ip", &["netns", "list"]) else {
         return;
     };

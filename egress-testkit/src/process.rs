@@ -49,6 +49,23 @@ impl Guarded {
         })
     }
 
+    /// The process ID (in the host's PID namespace).
+    pub(crate) fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits up to `timeout` for the process to exit; whether it did.
+    pub(crate) fn wait_exit(&mut self, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(_)) | Err(_) => return true,
+                Ok(None) if std::time::Instant::now() > deadline => return false,
+                Ok(None) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
+        }
+    }
+
     /// Fails with the log tail if the process already exited.
     pub(crate) fn check_alive(&mut self) -> Result<(), Error> {
         match self.child.try_wait() {

@@ -1,46 +1,49 @@
 //! The controller's reconcile pass, generic over [`CloudProvider`] and
 //! [`ClusterApi`].
 //!
-//! One pass looks at every configuration at once:
+//! One pass looks at every configuration at once and gives each one role:
+//! provision its spec, hold what Azure has for it, leave its pool
+//! (deletion, or a move to another pool), or nothing. Then, in the order
+//! Azure's rules demand:
 //!
-//! 1. Validate each spec; for valid ones ensure the finalizer, the key Secret
-//!    and the LB and VM configuration objects (whose UIDs name Azure objects).
-//! 2. Per gateway pool: read it, check prefix capacity, get or create public IP
-//!    prefixes, and plan the secondary ipConfigs of every configuration on the
-//!    pool together, so N pending configurations cost one write per VMSS
-//!    model, instance or NIC.
-//! 3. Plan the internal load balancer once for all pools.
-//! 4. Delete managed prefixes nobody uses, write status, and finish deletions.
+//! 1. read every pool once and group configurations by the pool's unique ID,
+//!    so two selectors that reach the same machines are one pool;
+//! 2. get or create public IP prefixes (creates run in parallel);
+//! 3. add to the internal load balancer what the pools are about to reference
+//!    (never removing anything yet);
+//! 4. write each pool's ipConfigs for all its configurations at once;
+//! 5. remove from the load balancer what nothing needs or references any more;
+//! 6. delete managed prefixes and public IPs nobody uses;
+//! 7. write status, and finish deletions and moves whose Azure side is gone.
 //!
-//! Safety rules: a configuration whose state could not be read (a transient
-//! error) blocks writes to its pool and to the load balancer for this pass, so
-//! it is never torn down by mistake. A deletion finishes (finalizer removed)
-//! only after every Azure step for it succeeded, so nothing is left behind.
-//! Nothing sleeps here: the [`PassReport`] says what happened and
+//! Safety rules: a configuration that serves keeps serving (its ipConfigs and
+//! rule untouched, its error reported) until a change is known to be safe,
+//! whatever went wrong: an edit the controller rejects, a prefix it cannot
+//! read, a port it cannot get. A deletion finishes only when nothing of it is
+//! left in Azure. When a pool cannot be read, nothing is removed from the load
+//! balancer. Nothing sleeps here: the [`PassReport`] says what happened and
 //! [`PassReport::requeue`] turns it into a delay.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::backoff::Backoff;
-use crate::lb::{LoadBalancer, ProbeSettings};
-use crate::model::{
-    ConfigId, EgressAddresses, EgressMode, GatewayConfig, GatewayNode, GatewayStatus, PoolSelector,
-    ServerProfile,
-};
-use crate::traits::{
-    ChildUids, CloudProvider, ClusterApi, ConfigObject, KeyInfo, PoolInfo, PublicIpPrefix,
-};
-use crate::validate::{ValidationContext, validate};
+use crate::lb::ProbeSettings;
+use crate::model::{ConfigId, GatewayConfig, GatewayNode};
+use crate::names::managed_resource_name;
+use crate::traits::{ChildUids, CloudProvider, ClusterApi, ConfigObject, KeyInfo, PublicIpPrefix};
 use crate::{Error, FailureKind};
 
 mod balancer;
 mod cleanup;
+mod finish;
 mod pool;
+mod pools;
+mod prefix;
+mod prepare;
+pub mod schedule;
 
-use balancer::reconcile_lb;
-use cleanup::cleanup_prefixes;
-use pool::{PoolResult, reconcile_pool};
+use pools::Pools;
 
 /// What the controller is configured with.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -60,10 +63,16 @@ pub enum Outcome {
     Ready,
     /// Progressing without error (for example waiting for an address).
     Pending,
+    /// Serving what Azure holds for it, but its latest spec is not applied:
+    /// the errors say why (a rejected edit, a prefix that cannot be read).
+    Held(Vec<Error>),
     /// The spec is rejected; nothing is provisioned for it.
     Invalid(Vec<Error>),
     /// Provisioning failed this pass; retried with backoff.
     Failed(Vec<Error>),
+    /// Moving to another pool: its old pool is clean, and the next pass
+    /// provisions the new one.
+    Moving,
     /// Deletion finished; nothing is left.
     Deleted,
     /// Deletion is waiting for a step that failed; retried with backoff.
@@ -78,31 +87,33 @@ pub struct PassReport {
 }
 
 impl PassReport {
-    /// Errors that call for a retry, per configuration.
+    /// Errors that call for a retry, per configuration. A held configuration
+    /// whose errors are all definitive (a rejected spec) waits for a change
+    /// of its spec instead.
     pub fn retryable(&self) -> impl Iterator<Item = (&ConfigId, &[Error])> {
         self.outcomes.iter().filter_map(|(id, o)| match o {
             Outcome::Failed(e) | Outcome::DeletePending(e) => Some((id, e.as_slice())),
+            Outcome::Held(e) if e.iter().any(|e| !is_definitive(e)) => Some((id, e.as_slice())),
             _ => None,
         })
     }
 
     /// When to run the next pass. `attempts` counts consecutive failures per
     /// configuration and is updated here; `sample` is a uniform random number
-    /// in `[0, 1)` for jitter.
+    /// in `[0, 1)` for jitter. A move in progress asks for the next pass now.
     pub fn requeue(
         &self,
         backoff: &Backoff,
         attempts: &mut BTreeMap<ConfigId, u32>,
         sample: f64,
     ) -> Duration {
+        if self.outcomes.values().any(|o| *o == Outcome::Moving) {
+            return Duration::ZERO;
+        }
         let mut next = backoff.resync;
-        attempts.retain(|id, _| {
-            matches!(
-                self.outcomes.get(id),
-                Some(Outcome::Failed(_) | Outcome::DeletePending(_))
-            )
-        });
-        for (id, errors) in self.retryable() {
+        let retrying: Vec<(&ConfigId, &[Error])> = self.retryable().collect();
+        attempts.retain(|id, _| retrying.iter().any(|(r, _)| *r == id));
+        for (id, errors) in retrying {
             let n = attempts.entry(id.clone()).or_insert(0);
             *n += 1;
             next = next.min(backoff.after_errors(errors, *n, sample));
@@ -111,56 +122,107 @@ impl PassReport {
     }
 }
 
+/// What a pass does for one configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    /// Bring Azure to the desired spec on its pool.
+    Provision,
+    /// Keep what Azure holds for the applied spec exactly as it is.
+    Hold,
+    /// Remove everything of it from its applied pool, then finish.
+    Leave(After),
+    /// Nothing in Azure to touch (never provisioned, or its pool is gone).
+    Idle,
+}
+
+/// What follows a [`Role::Leave`] once the old pool is clean.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum After {
+    /// Deletion: remove the children, the key Secret and the finalizer.
+    Finalize,
+    /// A move: apply the desired spec; the next pass provisions it.
+    Reapply,
+}
+
 /// Per-configuration working state of a pass.
 #[derive(Debug)]
+#[allow(clippy::struct_excessive_bools)] // independent facts found along one pass
 struct Entry {
     obj: ConfigObject,
-    cfg: Option<GatewayConfig>,
+    /// The user's spec, validated.
+    desired: Option<GatewayConfig>,
+    /// The spec Azure holds (from the children), validated.
+    applied: Option<GatewayConfig>,
     children: Option<ChildUids>,
     key: Option<KeyInfo>,
+    role: Role,
+    /// The desired pool differs from the applied one: decided once both are read.
+    moving: bool,
+    /// The spec itself is rejected.
+    rejected: bool,
     errors: Vec<Error>,
-    /// Rejected for good this pass: leaves the demand.
-    invalid: bool,
-    /// Its state is unknown: its pool must not change this pass.
-    blocking: bool,
+    /// Index of the pool it acts on in [`Pools`].
+    pool: Option<usize>,
+    /// The pool it acts on does not exist any more.
+    pool_gone: bool,
+    /// Public mode: its prefix, once known.
     prefix: Option<PublicIpPrefix>,
+    /// Already as desired everywhere: planned as a hold, no prefix read.
+    settled: bool,
     nodes: Vec<GatewayNode>,
     /// The load-balancer port, once planned.
     port: Option<u16>,
 }
 
 impl Entry {
-    fn active(&self) -> bool {
-        !self.obj.deleting
-            && !self.invalid
-            && !self.blocking
-            && self.cfg.is_some()
-            && self.children.is_some()
-    }
-
-    /// A rule the configuration no longer meets. One that was serving keeps
-    /// serving with the error reported (tearing a working gateway down would
-    /// hurt more); one that never was is rejected.
-    fn reject(&mut self, e: Error) -> bool {
-        if self.obj.status.is_ready() {
-            self.errors.push(e);
-            false
-        } else {
-            self.fail(e);
-            true
+    fn new(obj: ConfigObject) -> Self {
+        Self {
+            desired: None,
+            applied: None,
+            children: obj.children.clone(),
+            key: None,
+            role: Role::Idle,
+            moving: false,
+            rejected: false,
+            errors: Vec::new(),
+            pool: None,
+            pool_gone: false,
+            prefix: None,
+            settled: false,
+            nodes: obj.nodes.clone(),
+            port: None,
+            obj,
         }
     }
 
-    fn fail(&mut self, e: Error) {
-        if is_definitive(&e) && !self.obj.deleting {
-            self.invalid = true;
+    /// `egressgateway-<vm uid>`: its ipConfigs and managed prefix.
+    fn managed_name(&self) -> Option<String> {
+        self.children
+            .as_ref()
+            .map(|c| managed_resource_name(&c.vm_uid))
+    }
+
+    /// The configuration its role acts on: desired when provisioning, applied
+    /// otherwise.
+    fn acting(&self) -> Option<&GatewayConfig> {
+        match self.role {
+            Role::Provision => self.desired.as_ref(),
+            _ => self.applied.as_ref(),
+        }
+    }
+
+    /// Something keeps the desired spec from being applied: a configuration
+    /// that serves holds; one that does not records the error and waits.
+    fn hold_or_fail(&mut self, e: Error, serving: bool) {
+        if self.role == Role::Provision {
+            self.role = if serving { Role::Hold } else { Role::Idle };
         }
         self.errors.push(e);
     }
 }
 
-/// Not found and permanent failures will not change on retry; everything else
-/// might, so the state behind it counts as unknown.
+/// Not found and permanent failures will not change on retry; everything
+/// else might.
 fn is_definitive(e: &Error) -> bool {
     !matches!(
         e.failure_kind(),
@@ -168,223 +230,27 @@ fn is_definitive(e: &Error) -> bool {
     )
 }
 
-fn pool_key(sel: &PoolSelector) -> String {
-    match sel {
-        PoolSelector::NodePool { name } => format!("pool/{}", name.to_ascii_lowercase()),
-        PoolSelector::Vmss {
-            resource_group,
-            name,
-            ..
-        } => {
-            format!(
-                "vmss/{}/{}",
-                resource_group.to_ascii_lowercase(),
-                name.to_ascii_lowercase()
-            )
-        }
-    }
-}
-
 /// Runs one reconcile pass. Fails only when the configurations cannot be listed.
 pub async fn reconcile<C, K>(
     cloud: &C,
     cluster: &K,
     settings: &ControllerSettings,
-) -> Result<PassReport, Error>
+) -> Result<crate::controller::PassReport, Error>
 where
     C: CloudProvider + ?Sized,
     K: ClusterApi + ?Sized,
 {
-    let mut entries = prepare(cluster, settings).await?;
-
-    let mut pools: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for (i, e) in entries.iter().enumerate() {
-        if let Some(cfg) = &e.cfg {
-            pools.entry(pool_key(&cfg.pool)).or_default().push(i);
-        }
+    let mut entries = prepare::prepare(cluster, settings).await?;
+    if entries.is_empty() {
+        return Ok(PassReport::default());
     }
-    let mut infos: BTreeMap<String, PoolInfo> = BTreeMap::new();
-    let mut lb_blocked = None;
-    for (key, members) in &pools {
-        match reconcile_pool(cloud, &mut entries, members).await {
-            PoolResult::Known(info) => {
-                infos.insert(key.clone(), info);
-            }
-            PoolResult::Gone => {}
-            PoolResult::Unknown(reason) => lb_blocked = Some(reason),
-        }
-    }
-
-    let lb = if let Some(reason) = lb_blocked {
-        for e in entries.iter_mut().filter(|e| e.cfg.is_some()) {
-            e.errors.push(Error::Blocked {
-                reason: reason.clone(),
-            });
-        }
-        None
-    } else {
-        reconcile_lb(cloud, &mut entries, &pools, &infos, settings).await
-    };
-
-    cleanup_prefixes(cloud, &mut entries, &infos).await;
-    finish(cluster, &mut entries, lb.as_ref(), &infos).await
-}
-
-async fn prepare<K: ClusterApi + ?Sized>(
-    cluster: &K,
-    settings: &ControllerSettings,
-) -> Result<Vec<Entry>, Error> {
-    let ctx = ValidationContext {
-        subscription_id: settings.subscription_id.clone(),
-        ..ValidationContext::default()
-    };
-    let mut entries = Vec::new();
-    for obj in cluster.list_configs().await? {
-        if obj.deleting && !obj.finalized {
-            continue; // Not ours any more.
-        }
-        let validated = validate(obj.id.clone(), &obj.spec, &ctx);
-        let nodes = obj.nodes.clone();
-        let mut e = Entry {
-            cfg: validated.as_ref().ok().cloned(),
-            obj,
-            children: None,
-            key: None,
-            errors: Vec::new(),
-            invalid: false,
-            blocking: false,
-            prefix: None,
-            // What is known until the pool is read again this pass.
-            nodes,
-            port: None,
-        };
-        if e.obj.deleting {
-            match cluster.children(&e.obj.id).await {
-                Ok(c) => e.children = c,
-                Err(err) => {
-                    e.blocking = true;
-                    e.errors.push(err);
-                }
-            }
-        } else if let Err(errors) = validated {
-            if let Err(err) = cluster.report_invalid(&e.obj.id, &errors).await {
-                e.errors.push(err);
-            }
-            e.invalid = true;
-            e.errors.extend(errors);
-        } else {
-            let id = e.obj.id.clone();
-            let steps = async {
-                if !e.obj.finalized {
-                    cluster.add_finalizer(&id).await?;
-                }
-                let key = cluster.ensure_key_secret(&id).await?;
-                let children = cluster.ensure_children(&id, &e.obj.spec).await?;
-                Ok::<_, Error>((key, children))
-            };
-            match steps.await {
-                Ok((key, children)) => {
-                    e.key = Some(key);
-                    e.children = Some(children);
-                }
-                Err(err) => {
-                    e.blocking = true;
-                    e.errors.push(err);
-                }
-            }
-        }
-        entries.push(e);
-    }
-    Ok(entries)
-}
-
-async fn finish<K: ClusterApi + ?Sized>(
-    cluster: &K,
-    entries: &mut [Entry],
-    lb: Option<&LoadBalancer>,
-    infos: &BTreeMap<String, PoolInfo>,
-) -> Result<PassReport, Error> {
-    let mut report = PassReport::default();
-    for e in entries.iter_mut() {
-        let pool_uid = e
-            .cfg
-            .as_ref()
-            .and_then(|c| infos.get(&pool_key(&c.pool)))
-            .map(|info| info.uid.as_str());
-        let id = e.obj.id.clone();
-        let outcome = if e.obj.deleting {
-            if e.errors.is_empty() {
-                let done = async {
-                    cluster.delete_children(&id).await?;
-                    cluster.delete_key_secret(&id).await?;
-                    cluster.remove_finalizer(&id).await
-                };
-                match done.await {
-                    Ok(()) => Outcome::Deleted,
-                    Err(err) => Outcome::DeletePending(vec![err]),
-                }
-            } else {
-                Outcome::DeletePending(std::mem::take(&mut e.errors))
-            }
-        } else if e.invalid {
-            Outcome::Invalid(std::mem::take(&mut e.errors))
-        } else {
-            let status = status_of(e, lb, pool_uid);
-            // A pass with errors saw only part of the picture: keep the last
-            // known status rather than overwrite it with gaps.
-            if e.active()
-                && e.errors.is_empty()
-                && (status != e.obj.status || e.nodes != e.obj.nodes)
-                && let Err(err) = cluster.write_status(&id, &status, &e.nodes).await
-            {
-                e.errors.push(err);
-            }
-            if !e.errors.is_empty() {
-                Outcome::Failed(std::mem::take(&mut e.errors))
-            } else if e.active() && status.is_ready() {
-                Outcome::Ready
-            } else {
-                Outcome::Pending
-            }
-        };
-        report.outcomes.insert(id, outcome);
-    }
-    Ok(report)
-}
-
-fn status_of(e: &Entry, lb: Option<&LoadBalancer>, pool_uid: Option<&str>) -> GatewayStatus {
-    let Some(cfg) = &e.cfg else {
-        return e.obj.status.clone();
-    };
-    let egress = match &cfg.egress {
-        EgressMode::Public { .. } => e
-            .prefix
-            .as_ref()
-            .and_then(|p| p.prefix)
-            .map(EgressAddresses::Prefix),
-        EgressMode::Private if e.nodes.is_empty() => None,
-        EgressMode::Private => Some(EgressAddresses::Private(
-            e.nodes.iter().map(|n| n.secondary_ip).collect(),
-        )),
-    };
-    let frontend_ip = lb.and_then(|lb| {
-        lb.frontends
-            .iter()
-            .find(|f| pool_uid.is_some_and(|u| f.name.eq_ignore_ascii_case(u)))
-            .and_then(|f| f.private_ip)
-    });
-    let server = match (frontend_ip, e.port, &e.key) {
-        (Some(ip), Some(port), Some(key)) => Some(ServerProfile {
-            ip,
-            port,
-            public_key: key.public_key.clone(),
-            key_secret: key.secret.clone(),
-        }),
-        // The load balancer was not read this pass: keep what is known.
-        _ if lb.is_none() => e.obj.status.server.clone(),
-        _ => None,
-    };
-    GatewayStatus { egress, server }
+    let mut pools = Pools::resolve(cloud, cluster, &mut entries).await;
+    prefix::ensure_prefixes(cloud, &mut entries, &pools).await;
+    let mut lb = balancer::add(cloud, &mut entries, &pools, settings).await;
+    pool::write_pools(cloud, &mut entries, &mut pools).await;
+    balancer::remove(cloud, &mut entries, &pools, settings, &mut lb).await;
+    cleanup::cleanup(cloud, &mut entries, &pools).await;
+    Ok(finish::finish(cluster, &mut entries, lb.as_ref(), &pools).await)
 }
 
 #[cfg(test)]

@@ -1,254 +1,205 @@
-//! Step 2 of a pass: one gateway pool, its prefixes and its ipConfigs.
+//! Step 4 of a pass: each pool's ipConfigs, for all its configurations at
+//! once, so N changes cost one write per VMSS model, instance or NIC.
 
-use crate::model::{EgressMode, PoolSelector};
-use crate::names::{managed_resource_name, vm_pool_public_ip_name};
-use crate::sizing::check_public_prefix;
-use crate::traits::{CloudProvider, PoolInfo, PoolKind, PrefixRef};
-use crate::validate::{F_PREFIX_SIZE, F_PREFIX_TAG};
+use futures_util::future::join_all;
+
+use crate::Error;
+use crate::model::GatewayNode;
+use crate::names::vm_pool_public_ip_name;
+use crate::traits::{CloudProvider, InstanceUpdate, PoolKind};
 use crate::vmss::{IpConfigDemand, Nic, PublicKind, gateway_nodes, plan_nics, plan_vmss};
-use crate::{Error, FailureKind};
 
-use super::{Entry, is_definitive, pool_key};
+use super::pools::{Pool, Pools};
+use super::{Entry, Role};
 
-pub(super) enum PoolResult {
-    Known(PoolInfo),
-    Gone,
-    Unknown(String),
-}
-
-pub(super) async fn reconcile_pool<C: CloudProvider + ?Sized>(
+pub(super) async fn write_pools<C: CloudProvider + ?Sized>(
     cloud: &C,
     entries: &mut [Entry],
-    members: &[usize],
-) -> PoolResult {
-    let Some(sel) = members
-        .iter()
-        .find_map(|&i| entries[i].cfg.as_ref().map(|c| c.pool.clone()))
-    else {
-        return PoolResult::Gone;
-    };
-    let label = pool_key(&sel);
-    if let Some(&i) = members.iter().find(|&&i| entries[i].blocking) {
-        let reason = format!(
-            "{label}: configuration {} could not be read",
-            entries[i].obj.id
-        );
-        for &m in members {
-            entries[m].errors.push(Error::Blocked {
-                reason: reason.clone(),
-            });
-        }
-        return PoolResult::Unknown(reason);
-    }
-    let info = match cloud.get_pool(&sel).await {
-        Ok(info) => info,
-        Err(e) if e.failure_kind() == Some(FailureKind::NotFound) => {
-            for &m in members {
-                if !entries[m].obj.deleting {
-                    entries[m].fail(e.clone());
+    pools: &mut Pools,
+) {
+    for pool in &mut pools.list {
+        let written = match &pool.info.kind {
+            PoolKind::Vmss { .. } => write_vmss(cloud, entries, pool).await,
+            PoolKind::Vm { .. } => write_vm_pool(cloud, entries, pool).await,
+        };
+        let writes = match written {
+            Ok(n) => n,
+            Err(err) => {
+                pool.write_failed = true;
+                for &m in &pool.members {
+                    entries[m].errors.push(err.clone());
+                }
+                1
+            }
+        };
+        // Azure assigned the new addresses (or a failure left the pool in
+        // some state): read it back once.
+        if writes > 0 {
+            match cloud.get_pool(&pool.selector).await {
+                Ok(info) => pool.info = info,
+                Err(err) => {
+                    pool.stale = true;
+                    for &m in &pool.members {
+                        entries[m].errors.push(err.clone());
+                    }
                 }
             }
-            return PoolResult::Gone;
         }
-        Err(e) => {
-            for &m in members {
-                entries[m].errors.push(e.clone());
-            }
-            return PoolResult::Unknown(format!("{label} could not be read"));
-        }
-    };
-
-    for &m in members {
-        if entries[m].active() {
-            ensure_prefix(cloud, &mut entries[m], &info).await;
-        }
+        observe(entries, pool);
     }
-    if members.iter().any(|&m| entries[m].blocking) {
-        return PoolResult::Unknown(format!("{label}: a public IP prefix could not be read"));
-    }
-
-    let writes = match write_pool(cloud, entries, members, &info).await {
-        Ok(n) => n,
-        Err(e) => {
-            for &m in members {
-                entries[m].errors.push(e.clone());
-            }
-            0
-        }
-    };
-    // Azure assigns the new secondary addresses; read them back once.
-    let info = if writes > 0 {
-        cloud.get_pool(&sel).await.unwrap_or(info)
-    } else {
-        info
-    };
-    for &m in members {
-        if let (true, Some(c)) = (entries[m].active(), &entries[m].children) {
-            let name = managed_resource_name(&c.vm_uid);
-            entries[m].nodes = match &info.kind {
-                PoolKind::Vmss { instances, .. } => gateway_nodes(
-                    instances
-                        .iter()
-                        .map(|i| (i.computer_name.as_str(), i.nics.as_slice())),
-                    &name,
-                ),
-                PoolKind::Vm { nics } => gateway_nodes(
-                    nics.iter()
-                        .map(|n| (n.name.as_str(), std::slice::from_ref(n))),
-                    &name,
-                ),
-            };
-        }
-    }
-    PoolResult::Known(info)
 }
 
-async fn ensure_prefix<C: CloudProvider + ?Sized>(cloud: &C, e: &mut Entry, info: &PoolInfo) {
-    let (Some(cfg), Some(children)) = (e.cfg.clone(), e.children.clone()) else {
-        return;
-    };
-    let EgressMode::Public { byo_prefix } = &cfg.egress else {
-        return;
-    };
-    let (field, len) = match &cfg.pool {
-        PoolSelector::Vmss { prefix_len, .. } => (F_PREFIX_SIZE, Some(*prefix_len)),
-        PoolSelector::NodePool { .. } => (F_PREFIX_TAG, info.prefix_len_tag),
-    };
-    let Some(len) = len else {
-        e.fail(Error::Required { field });
-        return;
-    };
-    let nodes = u32::try_from(info.node_count()).unwrap_or(u32::MAX);
-    if let Err(err) = check_public_prefix(field, len, nodes)
-        && e.reject(err)
-    {
-        return;
-    }
-    let r = match byo_prefix {
-        Some(id) => PrefixRef::Byo(id.clone()),
-        None => PrefixRef::Managed(managed_resource_name(&children.vm_uid)),
-    };
-    let found = match cloud.get_public_ip_prefix(&r).await {
-        Ok(found) => found,
-        Err(err) => {
-            e.blocking |= !is_definitive(&err);
-            e.fail(err);
-            return;
-        }
-    };
-    let prefix = match (found, &r) {
-        (Some(p), _) => p,
-        (None, PrefixRef::Byo(id)) => {
-            e.fail(Error::PrefixMissing {
-                prefix: id.to_string(),
-            });
-            return;
-        }
-        (None, PrefixRef::Managed(name)) => match cloud.create_public_ip_prefix(name, len).await {
-            Ok(p) => p,
-            Err(err) => {
-                e.fail(err);
-                return;
-            }
-        },
-    };
-    if prefix.len != len
-        && e.reject(Error::PrefixLengthMismatch {
-            prefix: prefix.id.clone(),
-            found: prefix.len,
-            required: len,
-        })
-    {
-        return;
-    }
-    e.prefix = Some(prefix);
-}
-
-/// Plans and writes the pool's ipConfigs for every active member at once.
-async fn write_pool<C: CloudProvider + ?Sized>(
-    cloud: &C,
+/// What each member asks of the pool's ipConfigs: provisioning ones their
+/// ipConfig (public ones with their prefix or public IP), serving ones on
+/// hold as they are, and leaving ones nothing.
+fn demands(
     entries: &[Entry],
-    members: &[usize],
-    info: &PoolInfo,
-) -> Result<usize, Error> {
-    let active: Vec<&Entry> = members
+    pool: &Pool,
+    public_ip: impl Fn(&Entry) -> Option<String>,
+) -> Vec<IpConfigDemand> {
+    pool.members
         .iter()
         .map(|&m| &entries[m])
-        .filter(|e| e.active())
-        .collect();
+        .filter_map(|e| {
+            let name = e.managed_name()?;
+            match e.role {
+                Role::Provision if e.settled => Some(IpConfigDemand::hold(name)),
+                Role::Provision => Some(IpConfigDemand::want(name, public_ip(e))),
+                Role::Hold => Some(IpConfigDemand::hold(name)),
+                Role::Leave(_) | Role::Idle => None,
+            }
+        })
+        .collect()
+}
+
+async fn write_vmss<C: CloudProvider + ?Sized>(
+    cloud: &C,
+    entries: &[Entry],
+    pool: &Pool,
+) -> Result<usize, Error> {
+    let PoolKind::Vmss {
+        resource_group,
+        name,
+        model,
+        etag,
+        instances,
+    } = &pool.info.kind
+    else {
+        return Ok(0);
+    };
+    let demands = demands(entries, pool, |e| e.prefix.as_ref().map(|p| p.id.clone()));
+    let plan = plan_vmss(name, model, instances, &demands, &pool.info.uid)
+        .map_err(|e| Error::Pool(e.to_string()))?;
     let mut writes = 0;
-    match &info.kind {
-        PoolKind::Vmss {
-            resource_group,
-            name,
-            model,
-            instances,
-        } => {
-            let demands: Vec<IpConfigDemand> = active
-                .iter()
-                .filter_map(|e| {
-                    Some(IpConfigDemand {
-                        name: managed_resource_name(&e.children.as_ref()?.vm_uid),
-                        public: e.prefix.as_ref().map(|p| p.id.clone()),
-                    })
-                })
-                .collect();
-            let plan = plan_vmss(name, model, instances, &demands, &info.uid)
-                .map_err(|e| Error::Pool(e.to_string()))?;
-            if let Some(nics) = &plan.model {
-                cloud.put_vmss_model(resource_group, name, nics).await?;
-                writes += 1;
-            }
-            for (id, nics) in &plan.instances {
-                cloud
-                    .update_vmss_instance(resource_group, name, id, nics)
-                    .await?;
-                writes += 1;
-            }
-            if let Some(e) = plan.errors.first() {
-                return Err(Error::Pool(e.to_string()));
-            }
-        }
-        PoolKind::Vm { nics } => {
-            for nic in nics {
-                let mut demands = Vec::with_capacity(active.len());
-                for e in &active {
-                    let Some(children) = &e.children else {
-                        continue;
-                    };
-                    let public = match &e.prefix {
-                        Some(p) => {
-                            let prefix_name = p.id.rsplit('/').next().unwrap_or_default();
-                            Some(
-                                cloud
-                                    .ensure_public_ip(
-                                        &vm_pool_public_ip_name(prefix_name, &nic.name),
-                                        &p.id,
-                                    )
-                                    .await?,
-                            )
-                        }
-                        None => None,
-                    };
-                    demands.push(IpConfigDemand {
-                        name: managed_resource_name(&children.vm_uid),
-                        public,
-                    });
-                }
-                let planned = plan_nics(
-                    &nic.name,
-                    std::slice::from_ref(nic),
-                    &demands,
-                    &info.uid,
-                    PublicKind::PublicIp,
-                )
-                .map_err(|e| Error::Pool(e.to_string()))?;
-                if let Some(new) = planned.as_deref().and_then(<[Nic]>::first) {
-                    cloud.put_nic(new).await?;
-                    writes += 1;
-                }
-            }
+    if let Some(nics) = &plan.model {
+        cloud
+            .put_vmss_model(resource_group, name, nics, etag.as_deref())
+            .await?;
+        writes += 1;
+    }
+    if !plan.instances.is_empty() {
+        let updates: Vec<InstanceUpdate> = plan
+            .instances
+            .iter()
+            .map(|(id, nics)| InstanceUpdate {
+                id: id.clone(),
+                nics: nics.clone(),
+                etag: instances
+                    .iter()
+                    .find(|i| &i.id == id)
+                    .and_then(|i| i.etag.clone()),
+            })
+            .collect();
+        writes += updates.len();
+        cloud
+            .update_vmss_instances(resource_group, name, &updates)
+            .await?;
+    }
+    match plan.errors.first() {
+        Some(e) => Err(Error::Pool(e.to_string())),
+        None => Ok(writes),
+    }
+}
+
+async fn write_vm_pool<C: CloudProvider + ?Sized>(
+    cloud: &C,
+    entries: &[Entry],
+    pool: &Pool,
+) -> Result<usize, Error> {
+    let PoolKind::Vm { nics } = &pool.info.kind else {
+        return Ok(0);
+    };
+    // One public IP per provisioning public-mode configuration and NIC,
+    // named after both, made (if missing) all at once.
+    let mut wanted: Vec<(String, String, String)> = Vec::new();
+    for e in pool.members.iter().map(|&m| &entries[m]) {
+        let (Role::Provision, false, Some(config), Some(prefix)) =
+            (e.role, e.settled, e.managed_name(), e.prefix.as_ref())
+        else {
+            continue;
+        };
+        for nic in nics {
+            wanted.push((
+                format!("{config}/{}", nic.name),
+                vm_pool_public_ip_name(&config, &nic.name),
+                prefix.id.clone(),
+            ));
         }
     }
+    let made = join_all(
+        wanted
+            .iter()
+            .map(|(_, ip, prefix)| cloud.ensure_public_ip(ip, prefix)),
+    )
+    .await;
+    let mut ids = std::collections::BTreeMap::new();
+    for ((key, _, _), id) in wanted.iter().zip(made) {
+        ids.insert(key.clone(), id?);
+    }
+    let mut puts: Vec<Nic> = Vec::new();
+    for nic in nics {
+        let demands = demands(entries, pool, |e| {
+            let config = e.managed_name()?;
+            ids.get(&format!("{config}/{}", nic.name)).cloned()
+        });
+        let planned = plan_nics(
+            &nic.name,
+            std::slice::from_ref(nic),
+            &demands,
+            &pool.info.uid,
+            PublicKind::PublicIp,
+        )
+        .map_err(|e| Error::Pool(e.to_string()))?;
+        if let Some(new) = planned.and_then(|v| v.into_iter().next()) {
+            puts.push(new);
+        }
+    }
+    let writes = puts.len();
+    for result in join_all(puts.iter().map(|n| cloud.put_nic(n))).await {
+        result?;
+    }
     Ok(writes)
+}
+
+/// Each provisioning or holding member's nodes, as the pool now holds them.
+fn observe(entries: &mut [Entry], pool: &Pool) {
+    for &m in &pool.members {
+        let e = &mut entries[m];
+        if !matches!(e.role, Role::Provision | Role::Hold) {
+            continue;
+        }
+        let Some(name) = e.managed_name() else {
+            continue;
+        };
+        e.nodes = nodes_of(pool, &name);
+    }
+}
+
+fn nodes_of(pool: &Pool, name: &str) -> Vec<GatewayNode> {
+    gateway_nodes(
+        pool.nic_lists()
+            .into_iter()
+            .filter_map(|(owner, nics)| Some((owner?, nics))),
+        name,
+    )
 }

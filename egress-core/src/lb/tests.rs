@@ -172,10 +172,75 @@ fn a_foreign_frontend_of_our_name_is_an_error_not_an_overwrite() {
     assert_eq!(
         p.errors,
         [LbError::UnexpectedFrontend {
-            name: "pool".into()
+            name: "pool".into(),
+            pool_uid: "pool".into(),
         }]
     );
     assert!(p.ports.is_empty());
+    // The foreign frontend is left exactly as it is: no write at all.
+    assert_eq!(p.change, LbChange::None);
+}
+
+#[test]
+fn backends_in_use_survive_until_nothing_references_them() {
+    let lb = plan(None, &[demand("pool", &["a"])], ProbeSettings::default());
+    let LbChange::Put(mut stored) = lb.change else {
+        panic!("expected a put");
+    };
+    stored.backends_in_use.insert("pool".into());
+    // Nobody wants the pool any more, but its backend is still referenced:
+    // the rule and probe go, the backend and frontend stay.
+    let p = plan(Some(&stored), &[], ProbeSettings::default());
+    let LbChange::Put(next) = p.change else {
+        panic!("expected a put, got {:?}", p.change);
+    };
+    assert!(next.rules.is_empty() && next.probes.is_empty());
+    assert_eq!(next.backends, ["pool"]);
+    assert_eq!(next.frontends.len(), 1);
+    // Once unreferenced, the load balancer goes.
+    let mut free = next.clone();
+    free.backends_in_use.clear();
+    assert_eq!(
+        plan(Some(&free), &[], ProbeSettings::default()).change,
+        LbChange::Delete
+    );
+}
+
+#[test]
+fn additions_keep_everything_observed_and_its_ports() {
+    let LbChange::Put(stored) = plan(
+        None,
+        &[demand("pool", &["a", "b"])],
+        ProbeSettings::default(),
+    )
+    .change
+    else {
+        panic!("expected a put");
+    };
+    // "a" leaves, "c" arrives: the additive plan keeps "a" and its port, and
+    // "c" takes a port nobody holds.
+    let p = plan_additions(
+        Some(&stored),
+        &[demand("pool", &["b", "c"])],
+        ProbeSettings::default(),
+    );
+    let LbChange::Put(next) = p.change else {
+        panic!("expected a put");
+    };
+    let names: Vec<&str> = next.rules.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["a", "b", "c"]);
+    let ports: BTreeSet<u16> = next.rules.iter().map(|r| r.frontend_port).collect();
+    assert_eq!(ports.len(), 3, "ports stay unique: {next:?}");
+    // Nothing to add: no write.
+    assert_eq!(
+        plan_additions(
+            Some(&next),
+            &[demand("pool", &["c"])],
+            ProbeSettings::default()
+        )
+        .change,
+        LbChange::None
+    );
 }
 
 fn pools_strategy() -> impl Strategy<Value = Vec<(u8, Vec<u16>)>> {

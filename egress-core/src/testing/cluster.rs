@@ -67,6 +67,7 @@ impl InMemoryCluster {
             spec,
             status: GatewayStatus::default(),
             nodes: Vec::new(),
+            children: None,
             deleting: false,
             finalized: false,
         };
@@ -141,7 +142,14 @@ impl ClusterApi for InMemoryCluster {
     async fn list_configs(&self) -> Result<Vec<ConfigObject>, Error> {
         let mut st = self.state();
         st.faults.check(Layer::Cluster, "list_configs")?;
-        Ok(st.configs.values().map(|c| c.obj.clone()).collect())
+        Ok(st
+            .configs
+            .values()
+            .map(|c| ConfigObject {
+                children: c.children.clone(),
+                ..c.obj.clone()
+            })
+            .collect())
     }
 
     async fn add_finalizer(&self, id: &ConfigId) -> Result<(), Error> {
@@ -181,29 +189,30 @@ impl ClusterApi for InMemoryCluster {
         self.with("delete_key_secret", id, true, |c, _| c.key = None)
     }
 
-    async fn ensure_children(
-        &self,
-        id: &ConfigId,
-        _spec: &GatewaySpec,
-    ) -> Result<ChildUids, Error> {
+    async fn ensure_children(&self, id: &ConfigId, spec: &GatewaySpec) -> Result<ChildUids, Error> {
         if let Some(children) =
             self.with("ensure_children", id, false, |c, _| c.children.clone())?
+            && children.applied == *spec
         {
             return Ok(children);
         }
         self.with("ensure_children", id, true, |c, uid| {
-            *uid += 2;
-            let children = ChildUids {
-                lb_uid: format!("00000000-0000-4000-a000-{:012}", *uid - 1),
-                vm_uid: format!("00000000-0000-4000-b000-{:012}", *uid),
+            let children = if let Some(existing) = c.children.take() {
+                ChildUids {
+                    applied: spec.clone(),
+                    ..existing
+                }
+            } else {
+                *uid += 2;
+                ChildUids {
+                    lb_uid: format!("00000000-0000-4000-a000-{:012}", *uid - 1),
+                    vm_uid: format!("00000000-0000-4000-b000-{:012}", *uid),
+                    applied: spec.clone(),
+                }
             };
             c.children = Some(children.clone());
             children
         })
-    }
-
-    async fn children(&self, id: &ConfigId) -> Result<Option<ChildUids>, Error> {
-        self.with("children", id, false, |c, _| c.children.clone())
     }
 
     async fn delete_children(&self, id: &ConfigId) -> Result<(), Error> {

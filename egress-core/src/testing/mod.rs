@@ -66,29 +66,70 @@ pub fn gateway_node_inputs(
 #[error("injected failure of {0}")]
 pub struct Injected(pub &'static str);
 
+/// One injected failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fault {
+    /// How the call fails.
+    pub kind: FailureKind,
+    /// The write takes effect and then the call fails anyway, as when Azure
+    /// applies a change and the answer is lost.
+    pub after_effect: bool,
+}
+
 /// Failures to inject, per operation name (the trait method's name).
 #[derive(Debug, Default)]
 pub struct Faults {
-    pub(crate) queued: BTreeMap<&'static str, VecDeque<FailureKind>>,
+    pub(crate) queued: BTreeMap<&'static str, VecDeque<Fault>>,
     pub(crate) always: BTreeMap<&'static str, FailureKind>,
 }
 
 impl Faults {
     /// Queues failures: the next calls of `op` fail with these kinds.
     pub fn queue(&mut self, op: &'static str, kinds: &[FailureKind]) {
-        self.queued.entry(op).or_default().extend(kinds);
+        self.queued
+            .entry(op)
+            .or_default()
+            .extend(kinds.iter().map(|&kind| Fault {
+                kind,
+                after_effect: false,
+            }));
     }
 
-    pub(crate) fn check(&mut self, layer: Layer, op: &'static str) -> Result<(), Error> {
-        let kind = self
-            .queued
+    /// Queues failures that strike after the write took effect.
+    pub fn queue_after_effect(&mut self, op: &'static str, kinds: &[FailureKind]) {
+        self.queued
+            .entry(op)
+            .or_default()
+            .extend(kinds.iter().map(|&kind| Fault {
+                kind,
+                after_effect: true,
+            }));
+    }
+
+    /// The failure the next call of `op` meets, if any.
+    pub(crate) fn take(&mut self, op: &'static str) -> Option<Fault> {
+        self.queued
             .get_mut(op)
             .and_then(VecDeque::pop_front)
-            .or_else(|| self.always.get(op).copied());
-        kind.map_or(Ok(()), |kind| {
-            Err(Error::adapter(layer, op, kind, Injected(op)))
-        })
+            .or_else(|| {
+                self.always.get(op).map(|&kind| Fault {
+                    kind,
+                    after_effect: false,
+                })
+            })
     }
+
+    /// Fails the call now unless its failure (if any) strikes after the effect.
+    pub(crate) fn check(&mut self, layer: Layer, op: &'static str) -> Result<(), Error> {
+        match self.take(op) {
+            Some(f) => Err(injected(layer, op, f.kind)),
+            None => Ok(()),
+        }
+    }
+}
+
+pub(crate) fn injected(layer: Layer, op: &'static str, kind: FailureKind) -> Error {
+    Error::adapter(layer, op, kind, Injected(op))
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

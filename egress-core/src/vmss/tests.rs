@@ -19,14 +19,12 @@ fn nics(extra: &[IpConfig]) -> Vec<Nic> {
         name: "nic0".into(),
         primary: true,
         ip_configs: cfgs,
+        etag: None,
     }]
 }
 
 fn demand(uid: &str, prefix: Option<&str>) -> IpConfigDemand {
-    IpConfigDemand {
-        name: format!("egressgateway-{uid}"),
-        public: prefix.map(Into::into),
-    }
+    IpConfigDemand::want(format!("egressgateway-{uid}"), prefix.map(Into::into))
 }
 
 fn instances(n: usize) -> Vec<Instance> {
@@ -35,6 +33,7 @@ fn instances(n: usize) -> Vec<Instance> {
             id: i.to_string(),
             computer_name: format!("gw00000{i}"),
             failed: false,
+            etag: None,
             nics: nics(&[]),
         })
         .collect()
@@ -131,6 +130,30 @@ fn removal_and_mismatch_are_repaired_and_backend_membership_follows() {
 }
 
 #[test]
+fn a_held_ipconfig_is_kept_as_it_is_and_added_nowhere() {
+    let serving = IpConfig {
+        name: "egressgateway-held".into(),
+        subnet_id: Some(SUBNET.into()),
+        public_ip_prefix: Some("old-prefix".into()),
+        ..IpConfig::default()
+    };
+    let with = nics(std::slice::from_ref(&serving));
+    let without = nics(&[]);
+    let hold = [IpConfigDemand::hold("egressgateway-held".into())];
+    // Where it exists it stays, even though a want would rewrite its prefix.
+    let out = plan_nics("m", &with, &hold, BACKEND, PublicKind::Prefix)
+        .unwrap()
+        .unwrap_or_else(|| with.clone());
+    assert_eq!(out[0].ip_configs[1], serving);
+    assert_eq!(out[0].ip_configs.len(), 2);
+    // Where it does not exist, nothing is added.
+    assert_eq!(
+        plan_nics("m", &without, &hold, BACKEND, PublicKind::Prefix).unwrap(),
+        None
+    );
+}
+
+#[test]
 fn failed_instances_are_forced_and_broken_ones_reported() {
     let mut insts = instances(2);
     let demands = [demand("a", None)];
@@ -146,6 +169,7 @@ fn failed_instances_are_forced_and_broken_ones_reported() {
         name: "second".into(),
         primary: false,
         ip_configs: vec![],
+        etag: None,
     });
     let plan = plan_vmss("gw", &model, &insts, &demands, BACKEND).unwrap();
     assert_eq!(plan.instances.len(), 1, "failed instance re-sent");
