@@ -23,6 +23,12 @@
 //!
 //! `observe` reads all of it back; an item only partly in place is reported
 //! so that it differs from any plan (see egress-core's `node` module).
+//!
+//! A pass's operations are applied in batches (`Dataplane::apply_all`): the
+//! table elements of every configured interface in one nftables transaction
+//! per namespace, the peer changes of each device in one userspace-API set
+//! (devices side by side), and interfaces configured a few at a time. Every
+//! kernel write is counted ([`LinuxDataplane::kernel_writes`]).
 
 mod apply;
 mod observe;
