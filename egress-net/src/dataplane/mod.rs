@@ -57,7 +57,7 @@ pub const GATEWAY_NETNS: &str = "/var/run/netns/ns-static-egress-gateway";
 /// Priority of the per-configuration policy routing rules.
 pub const RULE_PRIORITY: u32 = 1000;
 /// Userspace devices read or written at once (each call blocks a thread).
-const DEVICE_CONCURRENCY: usize = 4;
+const DEVICE_CONCURRENCY: usize = 8;
 /// Prefix of the alias that records a gateway link's configuration.
 const ALIAS_PREFIX: &str = "egress-gateway";
 
