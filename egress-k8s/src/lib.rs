@@ -4,9 +4,12 @@
 //!   `egressgateway.kubernetes.azure.com/v1alpha1`, wire-compatible with the
 //!   upstream project, with admission-time CEL validation.
 //! - [`generate`]: renders the CRD manifests that `deploy/crds/` holds.
+//! - [`gateway`]: the gateway daemon's view of the cluster (watches of the
+//!   objects that shape a gateway node) and its GatewayStatus report.
 
 pub mod crd;
 mod error;
+pub mod gateway;
 pub mod generate;
 
 pub use error::Error;
