@@ -72,6 +72,9 @@ bash "$repo/scripts/setup-containerd.sh"
 bash "$repo/scripts/setup-helm.sh"
 images_dir="$(bash "$repo/scripts/setup-images.sh")"
 
+# Userspace WireGuard for hosts without the kernel module (prints its export).
+bash "$repo/scripts/setup-wireguard-go.sh"
+
 echo "export EGRESS_K8S_BIN_DIR=$bin_dir"
 echo "export EGRESS_CONTAINERD_BIN_DIR=$cache/containerd-$(tr -d '[:space:]' < "$repo/tools/containerd/version")/bin"
 echo "export EGRESS_RUNC_BIN_DIR=$cache/runc-$(tr -d '[:space:]' < "$repo/tools/runc/version")/bin"

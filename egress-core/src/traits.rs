@@ -250,6 +250,17 @@ pub trait Dataplane: Send + Sync {
     async fn observe(&self) -> Result<NodeState, Error>;
     /// Applies one idempotent operation.
     async fn apply(&self, op: &NodeOp) -> Result<(), Error>;
+    /// Applies operations with the effect of applying them one by one, in
+    /// order. An adapter may group them into fewer kernel transactions (all
+    /// peer changes of a device in one set, all table changes of a pass in
+    /// one transaction) as long as the end state is the same; on failure the
+    /// next pass observes and finishes the rest.
+    async fn apply_all(&self, ops: &[NodeOp]) -> Result<(), Error> {
+        for op in ops {
+            self.apply(op).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Brings a node to `desired`: observe, diff, apply in order. Returns the
@@ -260,9 +271,7 @@ pub async fn sync_node<D: Dataplane + ?Sized>(
 ) -> Result<usize, Error> {
     let observed = dataplane.observe().await?;
     let ops = crate::node::diff(desired, &observed);
-    for op in &ops {
-        dataplane.apply(op).await?;
-    }
+    dataplane.apply_all(&ops).await?;
     Ok(ops.len())
 }
 
@@ -282,8 +291,8 @@ mod tests {
         let dp = InMemoryDataplane::default();
         let first = block_on(sync_node(&dp, &want)).unwrap();
         assert_eq!(
-            first, 10_201,
-            "1 frontend + 100 creates + 100 configures + 10,000 peers"
+            first, 10_202,
+            "plumbing + 1 frontend + 100 creates + 100 configures + 10,000 peers"
         );
         assert_eq!(dp.node_state(), want);
         assert_eq!(

@@ -21,6 +21,18 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A Kubernetes API call failed.
+    #[error("Kubernetes API: {action} failed")]
+    Api {
+        /// What was being done.
+        action: String,
+        /// The client's error.
+        #[source]
+        source: kube::Error,
+    },
+    /// A watch stopped before its first full listing.
+    #[error("watch of {0} stopped before its first listing")]
+    WatchStopped(&'static str),
     /// Manifests on disk differ from what the Rust types generate.
     #[error(
         "CRD manifests are stale, regenerate them with `egressctl crds --out deploy/crds`: {files:?}"

@@ -6,10 +6,13 @@
 //! - [`generate`]: renders the CRD manifests that `deploy/crds/` holds.
 //! - [`controller`]: core's `ClusterApi` over kube-rs, and the controller
 //!   process around the reconcile pass (watches, leader election, metrics).
+//! - [`gateway`]: the gateway daemon's view of the cluster (watches of the
+//!   objects that shape a gateway node) and its GatewayStatus report.
 
 pub mod controller;
 pub mod crd;
 mod error;
+pub mod gateway;
 pub mod generate;
 
 pub use error::Error;

@@ -1,15 +1,24 @@
 //! Linux dataplane adapter for the egress gateway.
 //!
-//! - [`wireguard`]: WireGuard devices through `defguard_wireguard_rs`, using the
-//!   kernel module where it is loaded and embedded userspace WireGuard
-//!   (boringtun) where it is not. The choice is made at run time.
+//! - [`dataplane`]: [`LinuxDataplane`], egress-core's `Dataplane` for a
+//!   gateway node, over rtnetlink, WireGuard and nftables.
+//! - [`wireguard`]: WireGuard devices through `defguard_wireguard_rs`, on the
+//!   kernel module where it is loaded, otherwise on wireguard-go (one process
+//!   per device, driven over its control socket), with embedded boringtun as
+//!   a last resort. The choice is made at run time.
 //! - [`nft`]: nftables rulesets applied atomically with `nft -f -`.
+//! - [`netns`]: working inside network namespaces; [`rtnl`]: rtnetlink.
 //!
-//! Every operation acts on the network namespace of the calling thread, so a
-//! caller that has entered a namespace configures that namespace.
+//! Blocking operations act on the network namespace of the calling thread;
+//! [`netns::NsWorker`] gives a thread parked in a chosen namespace.
 
+pub mod dataplane;
 mod error;
+pub mod netns;
 pub mod nft;
+pub mod rtnl;
+pub mod wgctl;
 pub mod wireguard;
 
+pub use dataplane::LinuxDataplane;
 pub use error::Error;

@@ -52,6 +52,20 @@ pub fn list_table(table: &str) -> Result<String, Error> {
     run(&["list", "table", "inet", table], None, "list table")
 }
 
+/// Lists one table of family `inet` as nft's JSON; `None` if it does not exist.
+pub fn list_table_json(table: &str) -> Result<Option<serde_json::Value>, Error> {
+    match run(&["-j", "list", "table", "inet", table], None, "list table") {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| Error::Nft {
+                action: "parse listing".into(),
+                stderr: e.to_string(),
+            }),
+        Err(Error::Nft { stderr, .. }) if stderr.contains("No such file or directory") => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Deletes one table of family `inet`; a missing table is not an error.
 pub fn delete_table(table: &str) -> Result<(), Error> {
     apply(&format!("table inet {table}\ndelete table inet {table}\n"))

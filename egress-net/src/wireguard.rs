@@ -1,7 +1,12 @@
-//! WireGuard devices with a run-time choice of kernel or userspace backend.
+//! WireGuard devices with a run-time choice of backend: the kernel module,
+//! wireguard-go (an external userspace process per device, driven over its
+//! control socket), or embedded boringtun as the last resort.
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use defguard_wireguard_rs::key::Key;
 use defguard_wireguard_rs::net::IpAddrMask;
@@ -14,25 +19,118 @@ use ipnet::IpNet;
 use crate::Error;
 
 /// Which WireGuard implementation backs a device.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Backend {
     /// The Linux kernel module.
     Kernel,
-    /// Embedded userspace WireGuard (boringtun) behind a TUN device.
-    Userspace,
+    /// wireguard-go at this path: one process per device, behind a TUN
+    /// device, configured through `/var/run/wireguard/<if>.sock`.
+    WireguardGo(PathBuf),
+    /// Embedded boringtun behind a TUN device (slower; a fallback).
+    Boringtun,
 }
 
 impl Backend {
-    /// The kernel module if it is loaded, otherwise userspace.
-    /// `EGRESS_WG_BACKEND=kernel|userspace` overrides the probe.
+    /// The kernel module if it is loaded; otherwise wireguard-go from
+    /// `$EGRESS_WIREGUARD_GO` (which `scripts/setup.sh` prints) or `PATH`;
+    /// otherwise embedded boringtun. `EGRESS_WG_BACKEND=kernel|wireguard-go|
+    /// boringtun` overrides the probe.
     pub fn detect() -> Self {
+        let go = || {
+            std::env::var_os("EGRESS_WIREGUARD_GO")
+                .map(PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("PATH").and_then(|paths| {
+                        std::env::split_paths(&paths)
+                            .map(|d| d.join("wireguard-go"))
+                            .find(|p| p.is_file())
+                    })
+                })
+        };
         match std::env::var("EGRESS_WG_BACKEND").as_deref() {
-            Ok("kernel") => Self::Kernel,
-            Ok("userspace") => Self::Userspace,
-            _ if std::path::Path::new("/sys/module/wireguard").exists() => Self::Kernel,
-            _ => Self::Userspace,
+            Ok("kernel") => return Self::Kernel,
+            Ok("boringtun") => return Self::Boringtun,
+            Ok("wireguard-go") => {
+                return Self::WireguardGo(go().unwrap_or_else(|| "wireguard-go".into()));
+            }
+            _ => {}
+        }
+        if Path::new("/sys/module/wireguard").exists() {
+            Self::Kernel
+        } else {
+            go().map_or(Self::Boringtun, Self::WireguardGo)
         }
     }
+
+    /// How devices of this backend are configured.
+    pub fn control(&self) -> crate::wgctl::Control {
+        match self {
+            Self::Kernel => crate::wgctl::Control::Kernel,
+            Self::WireguardGo(_) | Self::Boringtun => crate::wgctl::Control::Uapi,
+        }
+    }
+
+    /// A short name for logs and figures.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Kernel => "kernel",
+            Self::WireguardGo(_) => "wireguard-go",
+            Self::Boringtun => "boringtun",
+        }
+    }
+}
+
+/// The control socket of a userspace device.
+pub fn socket_path(name: &str) -> PathBuf {
+    PathBuf::from(format!("/var/run/wireguard/{name}.sock"))
+}
+
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Starts wireguard-go for device `name` in the calling thread's network
+/// namespace (where its TUN device and UDP socket are made) and waits until
+/// its control socket answers. The caller owns the process.
+pub fn start_wireguard_go(program: &Path, name: &str) -> Result<Child, Error> {
+    check_name(name)?;
+    let socket = socket_path(name);
+    // A socket left by a process that died would make the wait below succeed
+    // too early; wireguard-go replaces it anyway.
+    let _ = std::fs::remove_file(&socket);
+    let mut child = Command::new(program)
+        .arg("-f")
+        .arg(name)
+        .env("WG_PROCESS_FOREGROUND", "1")
+        .env("LOG_LEVEL", "error")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|source| Error::WireguardGo {
+            device: name.to_string(),
+            program: program.to_path_buf(),
+            source,
+        })?;
+    let start = Instant::now();
+    while start.elapsed() < START_TIMEOUT {
+        if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+            return Ok(child);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(Error::WireguardGo {
+                device: name.to_string(),
+                program: program.to_path_buf(),
+                source: std::io::Error::other(format!("exited with {status}")),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    Err(Error::WireguardGoTimeout {
+        device: name.to_string(),
+        socket,
+        seconds: START_TIMEOUT.as_secs(),
+    })
 }
 
 /// A base64 WireGuard key pair. `Debug` never shows the private key.
@@ -118,6 +216,8 @@ pub struct PeerStats {
 enum Api {
     Kernel(WGApi<Kernel>),
     Userspace(WGApi<Userspace>),
+    /// wireguard-go: the process and the API on its socket.
+    External(WGApi<Userspace>, Child),
 }
 
 /// A WireGuard interface in the calling thread's network namespace.
@@ -137,7 +237,7 @@ impl fmt::Debug for Device {
     }
 }
 
-fn check_name(name: &str) -> Result<(), Error> {
+pub(crate) fn check_name(name: &str) -> Result<(), Error> {
     let ok = !name.is_empty()
         && name.len() <= 15
         && !name.contains('/')
@@ -171,16 +271,28 @@ impl Device {
                 source,
             }
         };
-        let api = match backend {
+        let api = match &backend {
             Backend::Kernel => {
                 let mut api = WGApi::<Kernel>::new(name).map_err(wrap("init"))?;
                 api.create_interface().map_err(wrap("create"))?;
                 Api::Kernel(api)
             }
-            Backend::Userspace => {
+            Backend::Boringtun => {
                 let mut api = WGApi::<Userspace>::new(name).map_err(wrap("init"))?;
                 api.create_interface().map_err(wrap("create"))?;
                 Api::Userspace(api)
+            }
+            Backend::WireguardGo(program) => {
+                let child = start_wireguard_go(program, name)?;
+                let api = WGApi::<Userspace>::new(name).map_err(wrap("init"))?;
+                let device = Self {
+                    name: name.to_string(),
+                    backend: backend.clone(),
+                    api: Api::External(api, child),
+                };
+                // defguard's link-up helper is private; bring it up here.
+                link_up_here(name)?;
+                return Ok(device);
             }
         };
         Ok(Self {
@@ -196,14 +308,22 @@ impl Device {
     }
 
     /// The backend in use.
-    pub fn backend(&self) -> Backend {
-        self.backend
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// The wireguard-go process, if this device has one.
+    pub fn pid(&self) -> Option<u32> {
+        match &self.api {
+            Api::External(_, child) => Some(child.id()),
+            _ => None,
+        }
     }
 
     fn iface(&self) -> &dyn WireguardInterfaceApi {
         match &self.api {
             Api::Kernel(api) => api,
-            Api::Userspace(api) => api,
+            Api::Userspace(api) | Api::External(api, _) => api,
         }
     }
 
@@ -264,10 +384,49 @@ fn peer(config: &PeerConfig) -> Result<Peer, Error> {
     Ok(peer)
 }
 
+/// Sets link `name` up in the calling thread's namespace, through a
+/// short-lived rtnetlink connection.
+fn link_up_here(name: &str) -> Result<(), Error> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(|source| Error::Netns {
+            path: PathBuf::from("/proc/thread-self/ns/net"),
+            source,
+        })?;
+    rt.block_on(async {
+        let (conn, handle, _) = rtnetlink::new_connection().map_err(|source| Error::Netns {
+            path: PathBuf::from("/proc/thread-self/ns/net"),
+            source,
+        })?;
+        tokio::spawn(conn);
+        let rtnl = crate::rtnl::Rtnl::new(handle, std::sync::Arc::default());
+        let index = rtnl.index(name).await?;
+        rtnl.set_up(index).await
+    })
+}
+
 impl Drop for Device {
     fn drop(&mut self) {
-        if let Err(e) = self.iface().remove_interface() {
-            tracing::warn!(device = %self.name, error = %e, "removing WireGuard device failed");
+        match &mut self.api {
+            Api::External(_, child) => {
+                // Removing the TUN device or killing the process ends it.
+                let _ = child.kill();
+                let _ = child.wait();
+                let _ = std::fs::remove_file(socket_path(&self.name));
+            }
+            _ => {
+                // defguard reports a DNS error on hosts without resolvconf
+                // even when the device is gone; that is only worth a debug line.
+                if let Err(e) = self.iface().remove_interface() {
+                    tracing::debug!(device = %self.name, error = %e, "removing WireGuard device reported an error");
+                }
+            }
         }
     }
+}
+
+/// Whether `text` is a WireGuard key (32 bytes, base64).
+pub fn valid_key(text: &str) -> bool {
+    Key::try_from(text).is_ok()
 }

@@ -75,16 +75,16 @@ fn tcp_passes_through_a_userspace_wireguard_tunnel() -> TestResult {
     let (name_a, name_b) = (format!("wgs{id}a"), format!("wgs{id}b"));
 
     let dev_a = a.run(move || -> Result<Device, egress_net::Error> {
-        let dev = Device::create(&name_a, Backend::Userspace)?;
+        let dev = Device::create(&name_a, Backend::Boringtun)?;
         dev.configure(&cfg_a)?;
         Ok(dev)
     })??;
     let dev_b = b.run(move || -> Result<Device, egress_net::Error> {
-        let dev = Device::create(&name_b, Backend::Userspace)?;
+        let dev = Device::create(&name_b, Backend::Boringtun)?;
         dev.configure(&cfg_b)?;
         Ok(dev)
     })??;
-    assert_eq!(dev_a.backend(), Backend::Userspace);
+    assert_eq!(dev_a.backend(), &Backend::Boringtun);
     // MTU is applied explicitly, not left to the default.
     assert!(a.ip(&["link", "show", dev_a.name()])?.contains("mtu 1420"));
 
