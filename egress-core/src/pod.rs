@@ -331,13 +331,17 @@ mod tests {
         ]
     }
 
+    fn low32(bits: u128) -> u32 {
+        u32::try_from(bits & u128::from(u32::MAX)).unwrap()
+    }
+
     /// An address inside `net` with random host bits, so lookups land on
     /// route boundaries as well as in the open.
     fn inside(net: IpNet, bits: u128) -> IpAddr {
         match net {
             IpNet::V4(n) => {
                 let host = u32::MAX.checked_shr(u32::from(n.prefix_len())).unwrap_or(0);
-                IpAddr::V4((u32::from(n.network()) | (bits as u32 & host)).into())
+                IpAddr::V4((u32::from(n.network()) | (low32(bits) & host)).into())
             }
             IpNet::V6(n) => {
                 let host = u128::MAX
@@ -364,7 +368,7 @@ mod tests {
             let gw: IpAddr = if gw_v6 {
                 IpAddr::V6(gw_bits.into())
             } else {
-                IpAddr::V4((gw_bits as u32).into())
+                IpAddr::V4(low32(gw_bits).into())
             };
             let mode = if gateway_mode { RouteMode::Gateway } else { RouteMode::Primary };
             let mut i = inputs(mode, &[], v6);
