@@ -180,7 +180,10 @@ pub fn plan(inputs: &PodInputs) -> PodTunnel {
     let default = inputs.routes.mode().default_path();
     for v6 in [false, true] {
         let dst = default_net(v6);
+        // An exclusion of the whole family replaces the default.
+        let excluded_whole = inputs.routes.routes().iter().any(|r| r.dst == dst);
         if default == Path::Tunnel
+            && !excluded_whole
             && let Some(via) = hop(default, &dst)
         {
             routes.push(PodRoute { dst, via });
@@ -353,44 +356,50 @@ mod tests {
     }
 
     proptest! {
-        /// The installed routes and the plan's explanation agree for every
-        /// destination, whatever the families of gateway and exclusions.
-        #[test]
-        fn installed_routes_agree_with_explain(
-            gateway_mode in any::<bool>(),
-            excl in proptest::collection::vec(arb_net(), 0..6),
-            node in proptest::collection::vec(arb_net(), 0..4),
-            gw_v6 in any::<bool>(),
-            gw_bits in any::<u128>(),
-            v6 in any::<bool>(),
-            probes in proptest::collection::vec((any::<prop::sample::Index>(), any::<u128>(), any::<bool>()), 1..24),
-        ) {
-            let gw: IpAddr = if gw_v6 {
-                IpAddr::V6(gw_bits.into())
-            } else {
-                IpAddr::V4(low32(gw_bits).into())
-            };
-            let mode = if gateway_mode { RouteMode::Gateway } else { RouteMode::Primary };
-            let mut i = inputs(mode, &[], v6);
-            i.primary_gateway = gw;
-            i.routes = RoutePlan::new(&RouteInputs {
-                mode,
-                exclude_cidrs: excl.clone(),
-                node_exceptions: node.clone(),
-                primary_gateway: Some(gw),
-            });
-            let t = plan(&i);
-            let mut nets: Vec<IpNet> = excl.iter().chain(&node).copied().collect();
-            nets.push(IpNet::from(gw));
-            for (pick, bits, v6_default) in probes {
-                let net = if v6_default {
-                    if bits & 1 == 0 { IpNet::V6(Ipv6Net::default()) } else { IpNet::V4(Ipv4Net::default()) }
+            /// The installed routes and the plan's explanation agree for every
+            /// destination, whatever the families of gateway and exclusions.
+            #[test]
+            fn installed_routes_agree_with_explain(
+                gateway_mode in any::<bool>(),
+                excl in proptest::collection::vec(arb_net(), 0..6),
+                node in proptest::collection::vec(arb_net(), 0..4),
+                gw_v6 in any::<bool>(),
+                gw_bits in any::<u128>(),
+                v6 in any::<bool>(),
+                probes in proptest::collection::vec((any::<prop::sample::Index>(), any::<u128>(), any::<bool>()), 1..24),
+            ) {
+                let gw: IpAddr = if gw_v6 {
+                    IpAddr::V6(gw_bits.into())
                 } else {
-                    *pick.get(&nets)
+                    IpAddr::V4(low32(gw_bits).into())
                 };
-                let dst = inside(net, bits);
-                prop_assert_eq!(t.lookup(dst), i.explain(dst).path, "dst {} routes {:?}", dst, show(&t));
-            }
+                let mode = if gateway_mode { RouteMode::Gateway } else { RouteMode::Primary };
+                let mut i = inputs(mode, &[], v6);
+                i.primary_gateway = gw;
+                i.routes = RoutePlan::new(&RouteInputs {
+                    mode,
+                    exclude_cidrs: excl.clone(),
+                    node_exceptions: node.clone(),
+                    primary_gateway: Some(gw),
+                });
+                let t = plan(&i);
+                let mut nets: Vec<IpNet> = excl.iter().chain(&node).copied().collect();
+                nets.push(IpNet::from(gw));
+                for (pick, bits, v6_default) in probes {
+                    let net = if v6_default {
+                        if bits & 1 == 0 { IpNet::V6(Ipv6Net::default()) } else { IpNet::V4(Ipv4Net::default()) }
+                    } else {
+                        *pick.get(&nets)
+                    };
+                    let dst = inside(net, bits);
+                    prop_assert_eq!(t.lookup(dst), i.explain(dst).path, "dst {} routes {:?}", dst, show(&t));
+                }
+                // One route per destination: the kernel keeps only the last.
+                let mut dsts: Vec<IpNet> = t.routes.iter().map(|r| r.dst).collect();
+                dsts.sort_unstable();
+                let n = dsts.len();
+                dsts.dedup();
+                prop_assert_eq!(dsts.len(), n, "duplicate destinations {:?}", show(&t));
         }
     }
 }
