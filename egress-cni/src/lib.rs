@@ -4,11 +4,15 @@
 //! - [`invocation`]: the plugin's input (environment and network
 //!   configuration, CNI 1.0 and 1.1) parsed into an [`Invocation`], every
 //!   defect reported as an [`Error`] that becomes a CNI error object;
+//! - [`conflist`]: installing the chained configuration beside the node's
+//!   primary one, and restoring the directory on uninstall;
 //! - [`wire`]: the request the plugin forwards to the node agent over its
 //!   unix socket and the answer it prints.
 //!
-//! Nothing here touches the network or the kernel.
+//! Nothing here touches the network or the kernel; [`conflist`] only the
+//! files it is given.
 
+pub mod conflist;
 mod error;
 pub mod invocation;
 pub mod wire;
