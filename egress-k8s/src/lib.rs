@@ -7,6 +7,7 @@
 //! - [`gateway`]: the gateway daemon's view of the cluster (watches of the
 //!   objects that shape a gateway node) and its GatewayStatus report.
 
+pub mod agent;
 pub mod crd;
 mod error;
 pub mod gateway;

@@ -402,3 +402,49 @@ pub async fn remove(
     r.del_mark_rule(&mark_rule(tunnel)).await?;
     pod.run(|| crate::nft::delete_table(ruleset::TABLE)).await?
 }
+
+/// What the primary plugin left in the pod.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Primary {
+    /// The interface's first IPv4 address (else IPv6), global scope.
+    pub ip: Option<IpAddr>,
+    /// The gateway of the pod's default route on the interface.
+    pub gateway: Option<IpAddr>,
+    /// The interface's MTU.
+    pub mtu: u32,
+}
+
+/// Reads the pod's primary interface `iface`.
+pub async fn primary(pod: &NsWorker, iface: &str) -> Result<Primary, Error> {
+    let r = rtnl(pod);
+    let link = r
+        .link(iface)
+        .await?
+        .ok_or_else(|| Error::MissingLink(iface.to_string()))?;
+    let addrs = r.addresses().await?;
+    let mine = || addrs.iter().filter(|a| a.index == link.index);
+    let global = |ip: &IpAddr| match ip {
+        IpAddr::V4(a) => !a.is_loopback() && !a.is_link_local(),
+        IpAddr::V6(a) => !a.is_loopback() && (a.segments()[0] & 0xffc0) != 0xfe80,
+    };
+    let ip = mine()
+        .map(|a| a.ip)
+        .find(|ip| ip.is_ipv4() && global(ip))
+        .or_else(|| mine().map(|a| a.ip).find(global));
+    let routes = r.routes().await?;
+    let gateway = routes
+        .iter()
+        // A pod already on the tunnel keeps its own default in the reply table.
+        .filter(|x| {
+            (x.table == MAIN_TABLE || x.table == egress_core::pod::REPLY_TABLE)
+                && x.prefix == 0
+                && x.oif == Some(link.index)
+        })
+        .filter_map(|x| x.gateway)
+        .min_by_key(IpAddr::is_ipv6);
+    Ok(Primary {
+        ip,
+        gateway,
+        mtu: link.mtu,
+    })
+}
