@@ -58,6 +58,10 @@ async fn connection(mut stream: UnixStream, handler: &Handler) -> anyhow::Result
         .read_to_end(&mut body)
         .await
         .context("reading the request")?;
+    if body.is_empty() {
+        // A readiness probe connecting and hanging up.
+        return Ok(());
+    }
     let started = Instant::now();
     let answer = match serde_json::from_slice::<Request>(&body) {
         Ok(req) => {
