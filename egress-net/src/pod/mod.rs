@@ -375,28 +375,31 @@ pub async fn remove(
     link: Option<PodLink>,
     installed: Option<&PodTunnel>,
 ) -> Result<(), Error> {
-    drop(link);
     let r = rtnl(pod);
+    let primary = match installed {
+        Some(t) => r.link(&t.reply_path.iface).await?.map(|l| l.index),
+        None => None,
+    };
+    // The pod's own default first: replacing the tunnel's default leaves no
+    // moment without one.
+    if let (Some(tunnel), Some(primary)) = (installed, primary) {
+        let gw = tunnel.reply_path.gateway;
+        r.replace_route(&default_via(gw, primary, MAIN_TABLE))
+            .await?;
+    }
+    drop(link);
     if let Some(l) = r.link(POD_INTERFACE).await? {
         r.delete_link(l.index).await?;
     }
-    let Some(tunnel) = installed else {
+    let (Some(tunnel), Some(primary)) = (installed, primary) else {
         return Ok(());
     };
-    let primary = match r.link(&tunnel.reply_path.iface).await? {
-        Some(l) => l.index,
-        None => return Ok(()),
-    };
-    // The default first, while the gateway's host route still makes it
-    // reachable.
-    let gw = tunnel.reply_path.gateway;
-    r.replace_route(&default_via(gw, primary, MAIN_TABLE))
-        .await?;
     for route in &tunnel.routes {
         if route.via != NextHop::Tunnel && route.dst.prefix_len() != 0 {
             unput(&r, &route_of(route, 0, primary)).await?;
         }
     }
+    let gw = tunnel.reply_path.gateway;
     r.del_route(&default_via(gw, primary, tunnel.reply_path.table))
         .await?;
     r.del_mark_rule(&mark_rule(tunnel)).await?;
