@@ -116,12 +116,13 @@ async fn main() -> anyhow::Result<()> {
         .context("connecting to the API server")?;
     let metrics = Arc::new(metrics::Metrics::default());
     let pods = Arc::new(pods::Pods {
-        api: AgentApi::new(client, node),
+        api: AgentApi::new(client, node).with_cache(),
         node: NsWorker::start(NsRef::Current).await?,
         backend: Backend::detect(),
         exceptions,
         metrics: metrics.clone(),
         state: tokio::sync::Mutex::default(),
+        inflight: std::sync::Mutex::default(),
     });
     let listener = server::bind(&args.socket)?;
     let handler = Arc::new(handler::Handler {

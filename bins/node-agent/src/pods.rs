@@ -52,6 +52,19 @@ pub struct Pods {
     pub exceptions: Vec<IpNet>,
     pub metrics: Arc<Metrics>,
     pub state: Mutex<HashMap<PodKey, Plumbed>>,
+    /// Pods an ADD is plumbing right now; recovery leaves them alone.
+    pub inflight: std::sync::Mutex<std::collections::HashSet<PodKey>>,
+}
+
+/// Marks a pod in flight for as long as it lives.
+struct InFlight<'a>(&'a Pods, PodKey);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut set) = self.0.inflight.lock() {
+            set.remove(&self.1);
+        }
+    }
 }
 
 impl std::fmt::Debug for Pods {
@@ -99,6 +112,12 @@ impl Pods {
         })
     }
 
+    /// Whether the agent knows the pod or is plumbing it.
+    pub async fn knows(&self, key: &PodKey) -> bool {
+        self.inflight.lock().is_ok_and(|s| s.contains(key))
+            || self.state.lock().await.contains_key(key)
+    }
+
     /// Reads the pod's primary interface and records the pod as opted in
     /// to `gateway`; plumbs it if the gateway is ready.
     pub async fn adopt(
@@ -109,6 +128,11 @@ impl Pods {
         netns: PathBuf,
         ifname: &str,
     ) -> anyhow::Result<bool> {
+        let key = (pod_ns(pod), pod_name(pod));
+        if let Ok(mut set) = self.inflight.lock() {
+            set.insert(key.clone());
+        }
+        let _inflight = InFlight(self, key);
         let worker = NsWorker::start(NsRef::Path(netns.clone()))
             .await
             .with_context(|| format!("cannot enter {}", netns.display()))?;

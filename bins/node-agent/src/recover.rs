@@ -33,7 +33,7 @@ pub async fn recover(pods: &Pods, netns_dir: &Path) -> anyhow::Result<usize> {
     let mut wanted = Vec::new();
     for pod in pods.api.pods_on_node().await? {
         let key = (pod_ns(&pod), pod_name(&pod));
-        if pods.state.lock().await.contains_key(&key) {
+        if pods.knows(&key).await {
             continue;
         }
         let host_network = pod

@@ -224,6 +224,15 @@ fn pods_opt_in_follow_their_gateway_and_leave_nothing_behind() {
     wait_until("the late pod's tunnel", Duration::from_secs(20), || {
         late.has_wg0()
     });
+    wait_until(
+        "the late pod's PodEndpoint",
+        Duration::from_secs(10),
+        || {
+            rt.block_on(Api::<PodEndpoint>::namespaced(client.clone(), "apps").get_opt("late"))
+                .unwrap()
+                .is_some()
+        },
+    );
     gw.sync_peers(&rt.block_on(endpoints(&client)));
     assert_eq!(
         late.fetch_eventually(Duration::from_secs(15)).unwrap(),

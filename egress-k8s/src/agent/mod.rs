@@ -5,7 +5,10 @@
 //! PodEndpoint records the node that wrote it in [`NODE_LABEL`], which the
 //! admission policy compares with the writer's node-bound identity.
 
+mod cache;
+
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use egress_core::model::ServerProfile;
 use egress_core::routes::RouteMode;
@@ -23,6 +26,8 @@ pub const ANNOTATION: &str = "kubernetes.azure.com/static-gateway-configuration"
 pub const NODE_LABEL: &str = "egressgateway.kubernetes.azure.com/node";
 /// Field manager of the agent's writes.
 pub const FIELD_MANAGER: &str = "egress-node-agent";
+
+pub use cache::AgentCache;
 
 /// Which configuration a pod uses: its own annotation, else its namespace's
 /// default. An empty annotation opts out, even of a namespace default.
@@ -82,6 +87,7 @@ pub fn gateway_of(sgc: &StaticGatewayConfiguration) -> Gateway {
 pub struct AgentApi {
     client: Client,
     node: String,
+    cache: Option<Arc<AgentCache>>,
 }
 
 impl std::fmt::Debug for AgentApi {
@@ -102,7 +108,16 @@ impl AgentApi {
         Self {
             client,
             node: node.into(),
+            cache: None,
         }
+    }
+
+    /// Answers pod and namespace reads from node-local watches, falling
+    /// back to the API for what they do not hold yet.
+    #[must_use]
+    pub fn with_cache(mut self) -> Self {
+        self.cache = Some(Arc::new(AgentCache::start(&self.client, &self.node)));
+        self
     }
 
     /// The node this agent serves.
@@ -112,6 +127,9 @@ impl AgentApi {
 
     /// The pod, if it exists.
     pub async fn pod(&self, ns: &str, name: &str) -> Result<Option<Pod>, Error> {
+        if let Some(pod) = self.cache.as_ref().and_then(|c| c.pod(ns, name)) {
+            return Ok(Some(pod));
+        }
         Api::<Pod>::namespaced(self.client.clone(), ns)
             .get_opt(name)
             .await
@@ -130,6 +148,13 @@ impl AgentApi {
 
     /// The namespace's default configuration, if it names one.
     pub async fn namespace_default(&self, ns: &str) -> Result<Option<String>, Error> {
+        if let Some(found) = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.namespace_annotation(ns, ANNOTATION))
+        {
+            return Ok(found);
+        }
         let namespace = Api::<Namespace>::all(self.client.clone())
             .get_opt(ns)
             .await
