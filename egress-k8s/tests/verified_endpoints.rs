@@ -2,7 +2,12 @@
 //! endpoint matching its pod is taken; a forged one (no pod, another node,
 //! another address) is rejected.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::too_many_lines
+)]
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
