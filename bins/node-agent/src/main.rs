@@ -59,6 +59,10 @@ struct Args {
     /// Address of `/metrics`.
     #[arg(long, default_value = "127.0.0.1:9464")]
     metrics_addr: String,
+    /// Where the container runtime pins pod network namespaces (searched for
+    /// pods that started while the agent was away).
+    #[arg(long, default_value = recover::NETNS_DIR)]
+    netns_dir: PathBuf,
     /// Seconds between checks of running pods against the API.
     #[arg(long, default_value_t = 2)]
     resync_seconds: u64,
@@ -138,12 +142,7 @@ async fn main() -> anyhow::Result<()> {
         "agentSocket": args.socket,
     });
     install_loop(layout(&args), plugin, metrics.clone());
-    match Box::pin(recover::recover(
-        &pods,
-        std::path::Path::new(recover::NETNS_DIR),
-    ))
-    .await
-    {
+    match Box::pin(recover::recover(&pods, &args.netns_dir)).await {
         Ok(n) => tracing::info!(
             pods = n,
             "pods started while the agent was away are plumbed"
@@ -153,6 +152,7 @@ async fn main() -> anyhow::Result<()> {
     let resync = {
         let pods = pods.clone();
         let every = Duration::from_secs(args.resync_seconds.max(1));
+        let netns_dir = args.netns_dir.clone();
         tokio::spawn(async move {
             let mut tick = 0u64;
             loop {
@@ -160,11 +160,7 @@ async fn main() -> anyhow::Result<()> {
                 pods.resync().await;
                 tick += 1;
                 if tick.is_multiple_of(3) {
-                    let _ = Box::pin(recover::recover(
-                        &pods,
-                        std::path::Path::new(recover::NETNS_DIR),
-                    ))
-                    .await;
+                    let _ = Box::pin(recover::recover(&pods, &netns_dir)).await;
                 }
             }
         })

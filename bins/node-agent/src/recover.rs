@@ -28,6 +28,38 @@ async fn addresses(path: &Path) -> Option<(Vec<IpAddr>, Vec<(u32, String)>)> {
     ))
 }
 
+/// Network namespaces that may hold pods: those pinned in `netns_dir`, and
+/// those of running processes (one path per namespace), which finds pods
+/// whatever directory the runtime pins them in.
+fn candidates(netns_dir: &Path) -> Vec<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    let own = std::fs::metadata("/proc/self/ns/net").map(|m| m.ino()).ok();
+    let pinned = std::fs::read_dir(netns_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path());
+    let procs = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .map(|e| e.path().join("ns/net"));
+    pinned
+        .chain(procs)
+        .filter(|p| {
+            std::fs::metadata(p)
+                .is_ok_and(|m| Some(m.ino()) != own && seen.insert((m.dev(), m.ino())))
+        })
+        .collect()
+}
+
 /// Plumbs every opted-in pod of this node that the agent does not know yet.
 pub async fn recover(pods: &Pods, netns_dir: &Path) -> anyhow::Result<usize> {
     let mut wanted = Vec::new();
@@ -58,11 +90,10 @@ pub async fn recover(pods: &Pods, netns_dir: &Path) -> anyhow::Result<usize> {
     }
     // Which namespace holds which address.
     let mut by_ip: HashMap<IpAddr, PathBuf> = HashMap::new();
-    for entry in std::fs::read_dir(netns_dir)?.flatten() {
-        let path = entry.path();
+    for path in candidates(netns_dir) {
         if let Some((ips, _)) = addresses(&path).await {
             for ip in ips {
-                by_ip.insert(ip, path.clone());
+                by_ip.entry(ip).or_insert_with(|| path.clone());
             }
         }
     }

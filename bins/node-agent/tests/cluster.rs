@@ -106,6 +106,31 @@ async fn install_sgc(cluster: &Cluster) {
     .unwrap();
 }
 
+/// Starts the agent inside the node (its network, mount and PID
+/// namespaces), detached, as the process of a `DaemonSet` would run.
+fn start_agent(cluster: &Cluster, nd: &str, args: &str) {
+    let wg = std::env::var("EGRESS_WIREGUARD_GO").unwrap_or_default();
+    let agent = env!("CARGO_BIN_EXE_egress-node-agent");
+    cluster
+        .exec_on_node(
+            NODE,
+            "sh",
+            &[
+                "-c",
+                &format!(
+                    "EGRESS_WIREGUARD_GO={wg} KUBECONFIG={nd}/kubeconfig NODE_NAME={NODE} RUST_LOG=warn \
+                     setsid {agent} {args} </dev/null >>{nd}/agent.log 2>&1 & echo $! >{nd}/agent.pid"
+                ),
+            ],
+        )
+        .unwrap();
+}
+
+/// Runs a future to completion from a synchronous closure.
+fn futures_block<F: std::future::Future>(f: F) -> F::Output {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_on_a_real_kubelet_plumbs_opted_in_pods_and_uninstalls_cleanly() {
     let cluster = Cluster::builder().workers(1).start().await.unwrap();
@@ -118,24 +143,11 @@ async fn the_agent_on_a_real_kubelet_plumbs_opted_in_pods_and_uninstalls_cleanly
     )
     .unwrap();
     let nd = cluster.node_dir(NODE).unwrap().display().to_string();
-    let wg = std::env::var("EGRESS_WIREGUARD_GO").unwrap_or_default();
-    let agent = env!("CARGO_BIN_EXE_egress-node-agent");
+    // Pods that start while the agent is away are found through the
+    // namespaces of running processes, wherever the runtime pins them.
     let args = format!("--socket {nd}/agent/agent.sock --backup-dir {nd}/cni-backup");
-    // The agent runs inside the node (its network, mount and PID
-    // namespaces), detached, as a DaemonSet's process would.
-    cluster
-        .exec_on_node(
-            NODE,
-            "sh",
-            &[
-                "-c",
-                &format!(
-                    "EGRESS_WIREGUARD_GO={wg} KUBECONFIG={nd}/kubeconfig NODE_NAME={NODE} RUST_LOG=warn \
-                     setsid {agent} {args} </dev/null >{nd}/agent.log 2>&1 & echo $! >{nd}/agent.pid"
-                ),
-            ],
-        )
-        .unwrap();
+    let agent = env!("CARGO_BIN_EXE_egress-node-agent");
+    start_agent(&cluster, &nd, &args);
     let installed = conf_dir.join("00-egress-gateway.conflist");
     support::wait_until("the chained configuration", WAIT, || installed.exists());
 
@@ -191,6 +203,62 @@ async fn the_agent_on_a_real_kubelet_plumbs_opted_in_pods_and_uninstalls_cleanly
         .await
         .unwrap();
     assert!(!links.contains("wg0"), "{links}");
+
+    // Deleting the pod (the kubelet's DEL) removes its PodEndpoint and
+    // leaves no device behind on the node.
+    Api::<k8s_openapi::api::core::v1::Pod>::namespaced(cluster.client(), "default")
+        .delete("tunnelled", &kube::api::DeleteParams::default())
+        .await
+        .unwrap();
+    support::wait_until("the PodEndpoint to go", WAIT, || {
+        futures_block(
+            Api::<PodEndpoint>::namespaced(cluster.client(), "default").get_opt("tunnelled"),
+        )
+        .unwrap()
+        .is_none()
+    });
+    let node_links = cluster.exec_on_node(NODE, "ip", &["-o", "link"]).unwrap();
+    assert!(!node_links.contains(" eg-"), "{node_links}");
+
+    // The agent away: a pod starts without the tunnel (fail-open) and gets
+    // it once the agent is back.
+    let pid = std::fs::read_to_string(format!("{nd}/agent.pid")).unwrap();
+    cluster.exec_on_node(NODE, "kill", &[pid.trim()]).unwrap();
+    cluster
+        .apply(&pod_yaml("late", Some("egress")))
+        .await
+        .unwrap();
+    cluster
+        .wait_pod_running("default", "late", WAIT)
+        .await
+        .unwrap();
+    let links = cluster
+        .exec_in_pod("default", "late", None, &["ip", "link"])
+        .await
+        .unwrap();
+    assert!(!links.contains("wg0"), "{links}");
+    start_agent(&cluster, &nd, &args);
+    let start = std::time::Instant::now();
+    loop {
+        let links = cluster
+            .exec_in_pod("default", "late", None, &["ip", "link"])
+            .await
+            .unwrap();
+        if links.contains("wg0") {
+            break;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "the late pod never got its tunnel: {links}\nagent log:\n{}\nnetns: {:?}",
+            std::fs::read_to_string(format!("{nd}/agent.log")).unwrap_or_default(),
+            cluster.exec_on_node(
+                NODE,
+                "ls",
+                &["-la", &format!("{nd}/containerd/state/netns")]
+            )
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 
     // Uninstall: the configuration directory is as it was, and pods start.
     let pid = std::fs::read_to_string(format!("{nd}/agent.pid")).unwrap();
