@@ -149,6 +149,55 @@ fn pods_opt_in_follow_their_gateway_and_leave_nothing_behind() {
     println!("figure: running pod followed a port and key change in {follow_took:?}");
     assert!(metric(&agent, "egress_agent_replumbs_total").ends_with(|c: char| c != '0'));
 
+    // excludeCidrs and defaultRoute changes reach the running pod.
+    let sgcs: Api<StaticGatewayConfiguration> = Api::namespaced(client.clone(), "apps");
+    let patch = |spec: serde_json::Value| {
+        rt.block_on(sgcs.patch(
+            "egress",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({ "spec": spec })),
+        ))
+        .unwrap();
+    };
+    patch(serde_json::json!({"excludeCidrs": ["203.0.113.0/24"]}));
+    wait_until("the exclusion to apply", Duration::from_secs(10), || {
+        a.route_dev("203.0.113.10") == "eth0" && a.route_dev("198.51.100.1") == "wg0"
+    });
+    patch(serde_json::json!({"excludeCidrs": null, "defaultRoute": "azureNetworking"}));
+    wait_until("the primary default", Duration::from_secs(10), || {
+        a.route_dev("203.0.113.10") == "eth0" && a.route_dev("198.51.100.1") == "eth0"
+    });
+    patch(serde_json::json!({"defaultRoute": "staticEgressGateway"}));
+    wait_until("the tunnel default", Duration::from_secs(10), || {
+        a.route_dev("203.0.113.10") == "wg0"
+    });
+
+    // Removing the annotation takes the pod off the tunnel; adding it back
+    // puts it on again.
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), "apps");
+    let annotate = |value: serde_json::Value| {
+        rt.block_on(pods.patch(
+            "a",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({
+                "metadata": {"annotations": {ANNOTATION: value}}
+            })),
+        ))
+        .unwrap();
+    };
+    annotate(serde_json::Value::Null);
+    wait_until(
+        "the pod to leave the tunnel",
+        Duration::from_secs(10),
+        || !a.has_wg0() && a.route_dev("203.0.113.10") == "eth0",
+    );
+    annotate(serde_json::json!("egress"));
+    wait_until(
+        "the pod to rejoin the tunnel",
+        Duration::from_secs(15),
+        || a.has_wg0() && a.route_dev("203.0.113.10") == "wg0",
+    );
+
     // Deleting the configuration restores the pod's own default route.
     rt.block_on(
         Api::<StaticGatewayConfiguration>::namespaced(client.clone(), "apps")
