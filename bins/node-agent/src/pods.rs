@@ -233,6 +233,9 @@ impl Pods {
             self.api
                 .write_endpoint(pod, &p.gateway, ip, &p.key.public)
                 .await?;
+            if let Some(g) = &gw {
+                self.api.write_endpoint_status(&key.0, &key.1, g).await?;
+            }
         }
         Ok(true)
     }

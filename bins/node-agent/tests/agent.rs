@@ -98,6 +98,13 @@ fn pods_opt_in_follow_their_gateway_and_leave_nothing_behind() {
             .map(String::as_str),
         Some(NODE)
     );
+    let status = ep.status.clone().unwrap_or_default();
+    assert_eq!(
+        status.gateway_endpoint,
+        Some(format!("127.0.0.1:{}", gw.port))
+    );
+    assert_eq!(status.egress_ip_prefix.as_deref(), Some("203.0.113.0/28"));
+    assert_eq!(status.default_route.as_deref(), Some("staticEgressGateway"));
     gw.sync_peers(&eps);
     assert_eq!(
         a.fetch_eventually(Duration::from_secs(15)).unwrap(),

@@ -58,6 +58,8 @@ pub struct Gateway {
     pub exclude_cidrs: Vec<IpNet>,
     /// `excludeCidrs` entries that are not CIDRs.
     pub bad_cidrs: Vec<String>,
+    /// The configuration's egress addresses, from its status.
+    pub egress_ip_prefix: Option<String>,
 }
 
 /// Translates a configuration.
@@ -79,6 +81,7 @@ pub fn gateway_of(sgc: &StaticGatewayConfiguration) -> Gateway {
         },
         exclude_cidrs,
         bad_cidrs,
+        egress_ip_prefix: sgc.status.as_ref().and_then(|s| s.egress_ip_prefix.clone()),
     }
 }
 
@@ -224,6 +227,40 @@ impl AgentApi {
             .await
             .map(drop)
             .map_err(api_err(format!("apply PodEndpoint {ns}/{name}")))
+    }
+
+    /// Records the pod's effective egress on its PodEndpoint's status.
+    pub async fn write_endpoint_status(
+        &self,
+        ns: &str,
+        name: &str,
+        gateway: &Gateway,
+    ) -> Result<(), Error> {
+        let status = crate::crd::PodEndpointStatus {
+            gateway_endpoint: gateway
+                .server
+                .as_ref()
+                .map(|s| std::net::SocketAddr::new(s.ip, s.port).to_string()),
+            egress_ip_prefix: gateway.egress_ip_prefix.clone(),
+            default_route: Some(
+                match gateway.mode {
+                    RouteMode::Gateway => "staticEgressGateway",
+                    RouteMode::Primary => "azureNetworking",
+                }
+                .to_string(),
+            ),
+        };
+        Api::<PodEndpoint>::namespaced(self.client.clone(), ns)
+            .patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({ "status": status })),
+            )
+            .await
+            .map(drop)
+            .map_err(api_err(format!(
+                "write the status of PodEndpoint {ns}/{name}"
+            )))
     }
 
     /// Deletes the pod's PodEndpoint; absent is success.
