@@ -8,6 +8,16 @@
 //! - a keepalive keeps the tunnel's flow state alive on the load balancer;
 //! - IPv6 is only tunnelled when the gateway has IPv6 egress, instead of
 //!   blackholing it.
+//!
+//! # Agreement with the route plan
+//!
+//! [`PodTunnel::lookup`] (a longest-prefix match over the planned routes, the
+//! pod's own routes deciding the rest) gives the same path as
+//! [`PodInputs::explain`] for every destination. A primary route whose family
+//! has no primary gateway (IPv6 exclusions behind an IPv4 gateway) is
+//! installed on-link on the primary interface rather than dropped: dropping it
+//! would let the tunnel's `::/0` catch what the plan sends to the primary
+//! interface.
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
@@ -15,7 +25,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::model::ServerProfile;
 use crate::node::tunnel_mtu;
-use crate::routes::{Path, RoutePlan};
+use crate::routes::{Decision, Path, Reason, RoutePlan};
 
 /// The pod-side interface name.
 pub const POD_INTERFACE: &str = "wg0";
@@ -118,15 +128,49 @@ fn default_net(v6: bool) -> IpNet {
     }
 }
 
+impl PodInputs {
+    /// Where traffic to `dst` leaves the pod: the route plan's decision,
+    /// except that IPv6 stays on the primary interface (the pod's own routes)
+    /// when the gateway has no IPv6 egress.
+    pub fn explain(&self, dst: IpAddr) -> Decision {
+        if dst.is_ipv6() && !self.ipv6_egress {
+            return Decision {
+                path: Path::Primary,
+                reason: Reason::Default,
+            };
+        }
+        self.routes.explain(dst)
+    }
+}
+
+impl PodTunnel {
+    /// The path the installed routes give `dst`: a longest-prefix match over
+    /// [`PodTunnel::routes`]; a destination none of them matches is left to
+    /// the pod's own routes, which use the primary interface.
+    pub fn lookup(&self, dst: IpAddr) -> Path {
+        self.routes
+            .iter()
+            .filter(|r| r.dst.contains(&dst))
+            .max_by_key(|r| r.dst.prefix_len())
+            .map_or(Path::Primary, |r| match r.via {
+                NextHop::Tunnel => Path::Tunnel,
+                NextHop::Primary(_) | NextHop::OnLink => Path::Primary,
+            })
+    }
+}
+
 /// Derives the pod's tunnel setup.
 pub fn plan(inputs: &PodInputs) -> PodTunnel {
     let gw = inputs.primary_gateway;
     let hop = |path: Path, dst: &IpNet| match path {
-        Path::Tunnel if dst.addr().is_ipv6() && !inputs.ipv6_egress => None,
+        // Without IPv6 egress nothing IPv6 is tunnelled, so the pod's own
+        // routes already decide every IPv6 destination.
+        _ if dst.addr().is_ipv6() && !inputs.ipv6_egress => None,
         Path::Tunnel => Some(NextHop::Tunnel),
-        // A primary route needs a gateway of its own family; without one the
-        // kernel's existing routes already decide.
-        Path::Primary if dst.addr().is_ipv6() != gw.is_ipv6() => None,
+        // Without a gateway of the route's own family the route still has to
+        // exist (a tunnelled default of that family would otherwise catch the
+        // destination): it goes on-link on the primary interface.
+        Path::Primary if dst.addr().is_ipv6() != gw.is_ipv6() => Some(NextHop::OnLink),
         Path::Primary => Some(NextHop::Primary(gw)),
     };
     let mut routes = vec![PodRoute {
@@ -136,7 +180,10 @@ pub fn plan(inputs: &PodInputs) -> PodTunnel {
     let default = inputs.routes.mode().default_path();
     for v6 in [false, true] {
         let dst = default_net(v6);
+        // An exclusion of the whole family replaces the default.
+        let excluded_whole = inputs.routes.routes().iter().any(|r| r.dst == dst);
         if default == Path::Tunnel
+            && !excluded_whole
             && let Some(via) = hop(default, &dst)
         {
             routes.push(PodRoute { dst, via });
@@ -175,6 +222,8 @@ pub fn plan(inputs: &PodInputs) -> PodTunnel {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
     use crate::model::SecretRef;
     use crate::routes::{RouteInputs, RouteMode};
@@ -263,5 +312,94 @@ mod tests {
             ]
         );
         assert_eq!(t6.peer.allowed_ips.len(), 2);
+    }
+
+    #[test]
+    fn ipv6_exclusions_behind_an_ipv4_gateway_stay_primary() {
+        let i = inputs(RouteMode::Gateway, &["2001:db8::/32"], true);
+        let t = plan(&i);
+        assert!(show(&t).contains(&"2001:db8::/32 OnLink".to_string()));
+        let dst: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(i.explain(dst).path, Path::Primary);
+        assert_eq!(t.lookup(dst), Path::Primary);
+        assert_eq!(t.lookup("2001:db9::1".parse().unwrap()), Path::Tunnel);
+    }
+
+    fn arb_net() -> impl Strategy<Value = IpNet> {
+        prop_oneof![
+            (any::<u32>(), 0u8..=32)
+                .prop_map(|(a, l)| IpNet::V4(Ipv4Net::new(a.into(), l).unwrap().trunc())),
+            (any::<u128>(), 0u8..=128)
+                .prop_map(|(a, l)| IpNet::V6(Ipv6Net::new(a.into(), l).unwrap().trunc())),
+        ]
+    }
+
+    fn low32(bits: u128) -> u32 {
+        u32::try_from(bits & u128::from(u32::MAX)).unwrap()
+    }
+
+    /// An address inside `net` with random host bits, so lookups land on
+    /// route boundaries as well as in the open.
+    fn inside(net: IpNet, bits: u128) -> IpAddr {
+        match net {
+            IpNet::V4(n) => {
+                let host = u32::MAX.checked_shr(u32::from(n.prefix_len())).unwrap_or(0);
+                IpAddr::V4((u32::from(n.network()) | (low32(bits) & host)).into())
+            }
+            IpNet::V6(n) => {
+                let host = u128::MAX
+                    .checked_shr(u32::from(n.prefix_len()))
+                    .unwrap_or(0);
+                IpAddr::V6((u128::from(n.network()) | (bits & host)).into())
+            }
+        }
+    }
+
+    proptest! {
+            /// The installed routes and the plan's explanation agree for every
+            /// destination, whatever the families of gateway and exclusions.
+            #[test]
+            fn installed_routes_agree_with_explain(
+                gateway_mode in any::<bool>(),
+                excl in proptest::collection::vec(arb_net(), 0..6),
+                node in proptest::collection::vec(arb_net(), 0..4),
+                gw_v6 in any::<bool>(),
+                gw_bits in any::<u128>(),
+                v6 in any::<bool>(),
+                probes in proptest::collection::vec((any::<prop::sample::Index>(), any::<u128>(), any::<bool>()), 1..24),
+            ) {
+                let gw: IpAddr = if gw_v6 {
+                    IpAddr::V6(gw_bits.into())
+                } else {
+                    IpAddr::V4(low32(gw_bits).into())
+                };
+                let mode = if gateway_mode { RouteMode::Gateway } else { RouteMode::Primary };
+                let mut i = inputs(mode, &[], v6);
+                i.primary_gateway = gw;
+                i.routes = RoutePlan::new(&RouteInputs {
+                    mode,
+                    exclude_cidrs: excl.clone(),
+                    node_exceptions: node.clone(),
+                    primary_gateway: Some(gw),
+                });
+                let t = plan(&i);
+                let mut nets: Vec<IpNet> = excl.iter().chain(&node).copied().collect();
+                nets.push(IpNet::from(gw));
+                for (pick, bits, v6_default) in probes {
+                    let net = if v6_default {
+                        if bits & 1 == 0 { IpNet::V6(Ipv6Net::default()) } else { IpNet::V4(Ipv4Net::default()) }
+                    } else {
+                        *pick.get(&nets)
+                    };
+                    let dst = inside(net, bits);
+                    prop_assert_eq!(t.lookup(dst), i.explain(dst).path, "dst {} routes {:?}", dst, show(&t));
+                }
+                // One route per destination: the kernel keeps only the last.
+                let mut dsts: Vec<IpNet> = t.routes.iter().map(|r| r.dst).collect();
+                dsts.sort_unstable();
+                let n = dsts.len();
+                dsts.dedup();
+                prop_assert_eq!(dsts.len(), n, "duplicate destinations {:?}", show(&t));
+        }
     }
 }

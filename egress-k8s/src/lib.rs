@@ -6,9 +6,11 @@
 //! - [`generate`]: renders the CRD manifests that `deploy/crds/` holds.
 //! - [`controller`]: core's `ClusterApi` over kube-rs, and the controller
 //!   process around the reconcile pass (watches, leader election, metrics).
+//! - [`agent`]: the node agent's view of the cluster (pods, namespaces, PodEndpoints).
 //! - [`gateway`]: the gateway daemon's view of the cluster (watches of the
 //!   objects that shape a gateway node) and its GatewayStatus report.
 
+pub mod agent;
 pub mod controller;
 pub mod crd;
 mod error;

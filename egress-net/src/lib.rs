@@ -6,6 +6,8 @@
 //!   kernel module where it is loaded, otherwise on wireguard-go (one process
 //!   per device, driven over its control socket), with embedded boringtun as
 //!   a last resort. The choice is made at run time.
+//! - [`pod`]: a pod's side of the tunnel (`wg0`, routes, reply path), as the
+//!   node agent installs it.
 //! - [`nft`]: nftables rulesets applied atomically with `nft -f -`.
 //! - [`netns`]: working inside network namespaces; [`rtnl`]: rtnetlink.
 //!
@@ -16,6 +18,7 @@ pub mod dataplane;
 mod error;
 pub mod netns;
 pub mod nft;
+pub mod pod;
 pub mod rtnl;
 pub mod wgctl;
 pub mod wireguard;

@@ -199,6 +199,27 @@ impl Rtnl {
         .await
     }
 
+    /// Renames a link (it must be down).
+    pub async fn set_name(&self, index: u32, name: &str) -> Result<(), Error> {
+        crate::wireguard::check_name(name)?;
+        self.set(
+            format!("rename link {index} to {name}"),
+            LinkUnspec::new_with_index(index)
+                .name(name.to_string())
+                .build(),
+        )
+        .await
+    }
+
+    /// Sets a link down.
+    pub async fn set_down(&self, index: u32) -> Result<(), Error> {
+        self.set(
+            format!("set link {index} down"),
+            LinkUnspec::new_with_index(index).down().build(),
+        )
+        .await
+    }
+
     /// Moves a link into the namespace open as `fd`.
     pub async fn move_to(&self, index: u32, fd: std::os::fd::RawFd) -> Result<(), Error> {
         self.set(
@@ -292,6 +313,10 @@ impl Rtnl {
     }
 
     fn route_message(r: &Route) -> Result<RouteMessage, Error> {
+        Self::route_message_at(r, None)
+    }
+
+    fn route_message_at(r: &Route, priority: Option<u32>) -> Result<RouteMessage, Error> {
         let bad = |e: &dyn std::fmt::Display| Error::BadRoute(e.to_string());
         let mut b = RouteMessageBuilder::<IpAddr>::new()
             .destination_prefix(r.dst, r.prefix)
@@ -309,6 +334,9 @@ impl Rtnl {
         if let Some(gw) = r.gateway {
             b = b.gateway(gw).map_err(|e| bad(&e))?;
         }
+        if let Some(p) = priority {
+            b = b.priority(p);
+        }
         Ok(b.build())
     }
 
@@ -322,6 +350,40 @@ impl Rtnl {
             .execute()
             .await
             .map_err(nl(format!("replace route {}/{}", r.dst, r.prefix)))
+    }
+
+    /// Adds or replaces a route with metric `priority`; routes of the same
+    /// destination with other metrics stay.
+    pub async fn replace_route_at(&self, r: &Route, priority: u32) -> Result<(), Error> {
+        self.count();
+        self.handle
+            .route()
+            .add(Self::route_message_at(r, Some(priority))?)
+            .replace()
+            .execute()
+            .await
+            .map_err(nl(format!(
+                "replace route {}/{} metric {priority}",
+                r.dst, r.prefix
+            )))
+    }
+
+    /// Deletes the route with metric `priority`; absent is success.
+    pub async fn del_route_at(&self, r: &Route, priority: u32) -> Result<(), Error> {
+        self.count();
+        match self
+            .handle
+            .route()
+            .del(Self::route_message_at(r, Some(priority))?)
+            .execute()
+            .await
+        {
+            Err(e) if is_absent(&e) => Ok(()),
+            other => other.map_err(nl(format!(
+                "delete route {}/{} metric {priority}",
+                r.dst, r.prefix
+            ))),
+        }
     }
 
     /// Deletes a route; absent is success.

@@ -37,6 +37,11 @@ struct Args {
     /// Azure IMDS base URL.
     #[arg(long, default_value = "http://169.254.169.254")]
     imds_url: String,
+    /// Accept a PodEndpoint only when it matches a real pod: same name and
+    /// namespace, on the node it records, opted into its configuration, with
+    /// its address (see `egress_k8s::gateway::verify`).
+    #[arg(long, default_value_t = false)]
+    verify_pod_endpoints: bool,
     /// Node identity without IMDS (bare metal, local clusters): the pool
     /// name that SGCs' `gatewayNodepoolName` selects.
     #[arg(long)]
@@ -176,7 +181,8 @@ async fn main() -> Result<()> {
     tokio::spawn(http::serve(probe, shared.clone(), http::probe));
     tokio::spawn(http::serve(admin, shared.clone(), http::admin));
 
-    let watch = GatewayWatch::start(&client, &args.secret_namespace);
+    let watch =
+        GatewayWatch::start_with(&client, &args.secret_namespace, args.verify_pod_endpoints);
     tokio::select! {
         r = watch.ready() => r?,
         () = terminated() => return Ok(()),

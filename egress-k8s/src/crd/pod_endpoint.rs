@@ -29,6 +29,18 @@ pub struct PodEndpointSpec {
     pub pod_public_key: Option<String>,
 }
 
-/// Empty, kept for wire compatibility.
+/// The pod's effective egress, written by the node agent. Every field is
+/// optional, so upstream's empty status stays valid.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct PodEndpointStatus {}
+#[serde(rename_all = "camelCase")]
+pub struct PodEndpointStatus {
+    /// The gateway endpoint the pod's tunnel sends to (`ip:port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_endpoint: Option<String>,
+    /// The egress addresses of the configuration the pod uses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress_ip_prefix: Option<String>,
+    /// `staticEgressGateway` or `azureNetworking`, as applied in the pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_route: Option<String>,
+}

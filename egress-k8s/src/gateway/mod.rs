@@ -8,6 +8,7 @@
 
 pub mod status;
 pub mod translate;
+pub mod verify;
 pub mod watch;
 
 pub use status::StatusWriter;

@@ -65,6 +65,13 @@ where
 impl GatewayWatch {
     /// Starts watching. Secrets are watched only in `secret_namespace`.
     pub fn start(client: &Client, secret_namespace: &str) -> Self {
+        Self::start_with(client, secret_namespace, false)
+    }
+
+    /// Like [`GatewayWatch::start`]; with `verify`, a PodEndpoint is accepted
+    /// only when it matches a real pod ([`super::verify::verify_endpoint`]):
+    /// the others are reported as rejected.
+    pub fn start_with(client: &Client, secret_namespace: &str, verify: bool) -> Self {
         let changed = Arc::new(Notify::new());
         let (sgcs, t1) = reflect(
             Api::all(client.clone()),
@@ -82,7 +89,8 @@ impl GatewayWatch {
             changed.clone(),
         );
         let endpoints = Compact::default();
-        let t4 = endpoints.follow(Api::all(client.clone()), changed.clone());
+        let verifier = verify.then(|| client.clone());
+        let t4 = endpoints.follow(Api::all(client.clone()), verifier, changed.clone());
         Self {
             sgcs,
             vms,
@@ -160,7 +168,12 @@ impl Compact {
         let _ = rx.wait_for(|r| *r).await;
     }
 
-    fn follow(&self, api: Api<PodEndpoint>, changed: Arc<Notify>) -> JoinHandle<()> {
+    fn follow(
+        &self,
+        api: Api<PodEndpoint>,
+        verifier: Option<Client>,
+        changed: Arc<Notify>,
+    ) -> JoinHandle<()> {
         let this = self.clone();
         let key = |pe: &PodEndpoint| (pe.namespace().unwrap_or_default(), pe.name_any());
         tokio::spawn(async move {
@@ -173,7 +186,7 @@ impl Compact {
                     Ok(watcher::Event::InitApply(pe)) => {
                         relist
                             .get_or_insert_with(BTreeMap::new)
-                            .insert(key(&pe), pod_endpoint(&pe));
+                            .insert(key(&pe), checked(verifier.as_ref(), &pe).await);
                     }
                     Ok(watcher::Event::InitDone) => {
                         *this.lock() = relist.take().unwrap_or_default();
@@ -181,7 +194,8 @@ impl Compact {
                         changed.notify_one();
                     }
                     Ok(watcher::Event::Apply(pe)) => {
-                        this.lock().insert(key(&pe), pod_endpoint(&pe));
+                        let value = checked(verifier.as_ref(), &pe).await;
+                        this.lock().insert(key(&pe), value);
                         changed.notify_one();
                     }
                     Ok(watcher::Event::Delete(pe)) => {
@@ -195,6 +209,52 @@ impl Compact {
             }
         })
     }
+}
+
+/// The endpoint as the plan takes it, after the pod check when `verifier`
+/// is set. An API error while checking rejects the endpoint for now; the
+/// watch's next event or relist checks it again.
+async fn checked(
+    verifier: Option<&Client>,
+    pe: &PodEndpoint,
+) -> Result<egress_core::model::PodEndpoint, String> {
+    use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+    let endpoint = pod_endpoint(pe)?;
+    let Some(client) = verifier else {
+        return Ok(endpoint);
+    };
+    let ns = pe.namespace().unwrap_or_default();
+    let failed = |what: &str, e: kube::Error| {
+        format!(
+            "PodEndpoint {ns}/{}: cannot check it against its pod ({what}: {e})",
+            pe.name_any()
+        )
+    };
+    let pod = Api::<Pod>::namespaced(client.clone(), &ns)
+        .get_opt(&pe.name_any())
+        .await
+        .map_err(|e| failed("pod", e))?;
+    let node = match pe.labels().get(crate::agent::NODE_LABEL) {
+        Some(n) => Api::<Node>::all(client.clone())
+            .get_opt(n)
+            .await
+            .map_err(|e| failed("node", e))?,
+        None => None,
+    };
+    let default = if pod
+        .as_ref()
+        .is_some_and(|p| !p.annotations().contains_key(crate::agent::ANNOTATION))
+    {
+        Api::<Namespace>::all(client.clone())
+            .get_opt(&ns)
+            .await
+            .map_err(|e| failed("namespace", e))?
+            .and_then(|n| n.annotations().get(crate::agent::ANNOTATION).cloned())
+    } else {
+        None
+    };
+    super::verify::verify_endpoint(pe, pod.as_ref(), node.as_ref(), default.as_deref())?;
+    Ok(endpoint)
 }
 
 impl Drop for GatewayWatch {

@@ -1,0 +1,97 @@
+//! What the agent does for each CNI command.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use egress_cni::wire::{Answer, Request, pass_on, with_interface};
+use egress_cni::{Command, ErrorObject};
+
+use crate::metrics::Metrics;
+use crate::pods::Pods;
+
+/// Answers the plugin's requests.
+#[derive(Debug)]
+pub struct Handler {
+    pub pods: Arc<Pods>,
+    pub metrics: Arc<Metrics>,
+}
+
+fn error(req: &Request, code: u32, msg: &str, e: &anyhow::Error) -> Answer {
+    Answer::Error(ErrorObject {
+        cni_version: req.cni_version.clone(),
+        code,
+        msg: msg.to_string(),
+        details: format!("{e:#}"),
+    })
+}
+
+impl Handler {
+    /// Handles one request.
+    pub async fn handle(&self, req: Request) -> Answer {
+        let key = match (&req.pod_namespace, &req.pod_name) {
+            (Some(ns), Some(name)) => Some((ns.clone(), name.clone())),
+            _ => None,
+        };
+        match req.command {
+            Command::Add => {
+                let pass = Answer::Ok(Some(pass_on(req.prev_result.as_ref(), &req.cni_version)));
+                let Some(key) = key else { return pass };
+                match self.add(&req, &key).await {
+                    Ok(true) => Answer::Ok(Some(with_interface(
+                        req.prev_result.as_ref(),
+                        &req.cni_version,
+                        req.netns.as_deref().unwrap_or_default(),
+                    ))),
+                    Ok(false) => pass,
+                    Err(e) => {
+                        self.metrics.failure("add");
+                        error(&req, 11, "putting the pod on the egress tunnel failed", &e)
+                    }
+                }
+            }
+            Command::Del => {
+                if let (Some(key), Some(id)) = (key, &req.container_id) {
+                    self.pods.release(&key, id).await;
+                }
+                Answer::Ok(None)
+            }
+            Command::Check => match (key, &req.container_id) {
+                (Some(key), Some(id)) => match self.pods.check(&key, id).await {
+                    Ok(()) => Answer::Ok(None),
+                    Err(e) => error(&req, 5, "the pod's egress tunnel is not in place", &e),
+                },
+                _ => Answer::Ok(None),
+            },
+            Command::Gc => {
+                let valid: Vec<String> = req
+                    .valid_attachments
+                    .iter()
+                    .flatten()
+                    .map(|a| a.container_id.clone())
+                    .collect();
+                self.pods.collect(&valid).await;
+                Answer::Ok(None)
+            }
+            Command::Status | Command::Version => Answer::Ok(None),
+        }
+    }
+
+    /// ADD: whether the pod was put on the tunnel. A pod that did not opt in
+    /// is left alone; one whose gateway is not ready starts without the
+    /// tunnel and gets it from the resync once the gateway is published.
+    async fn add(&self, req: &Request, key: &(String, String)) -> anyhow::Result<bool> {
+        let api = &self.pods.api;
+        let Some(pod) = api.pod(&key.0, &key.1).await? else {
+            return Ok(false);
+        };
+        let Some(gateway) = api.choice(&pod).await? else {
+            return Ok(false);
+        };
+        let netns = PathBuf::from(req.netns.clone().unwrap_or_default());
+        let container_id = req.container_id.clone().unwrap_or_default();
+        let ifname = req.ifname.clone().unwrap_or_else(|| "eth0".into());
+        self.pods
+            .adopt(&pod, &gateway, &container_id, netns, &ifname)
+            .await
+    }
+}

@@ -1,0 +1,225 @@
+//! `egress-node-agent`: runs on every node. It installs the chained CNI
+//! configuration, serves the `egress-cni` plugin on a root-only unix socket,
+//! puts opted-in pods on the WireGuard tunnel and keeps them in step with
+//! their gateway. `egress-node-agent uninstall` restores the node's CNI
+//! configuration.
+//!
+//! This file is the composition root: it wires the Kubernetes adapter
+//! (`egress_k8s::agent`), the Linux dataplane (`egress_net::pod`) and the
+//! CNI layer (`egress_cni`) to the plan in `egress_core::pod`.
+
+mod handler;
+mod metrics;
+mod pods;
+mod recover;
+mod server;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use egress_cni::conflist::{self, Layout};
+use egress_k8s::agent::AgentApi;
+use egress_net::netns::{NsRef, NsWorker};
+use egress_net::wireguard::Backend;
+use ipnet::IpNet;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// This node's name.
+    #[arg(long, env = "NODE_NAME")]
+    node_name: Option<String>,
+    /// The CNI configuration directory.
+    #[arg(long, default_value = "/etc/cni/net.d")]
+    cni_conf_dir: PathBuf,
+    /// The chained configuration's file name (sorts before the primary's).
+    #[arg(long, default_value = "00-egress-gateway.conflist")]
+    cni_conf_file: String,
+    /// Where a replaced configuration file is kept until uninstall.
+    #[arg(long, default_value = "/var/lib/egress-gateway/cni-backup")]
+    backup_dir: PathBuf,
+    /// The plugin's socket.
+    #[arg(long, default_value = egress_cni::DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// What the plugin does without the agent: open or closed.
+    #[arg(long, default_value = "open")]
+    failure_mode: String,
+    /// Destinations that always use the pod's primary interface
+    /// (metadata service, node-local DNS, cluster CIDRs), comma-separated.
+    #[arg(
+        long,
+        default_value = "169.254.169.254/32,169.254.10.11/32",
+        value_delimiter = ','
+    )]
+    exception_cidrs: Vec<String>,
+    /// Address of `/metrics`.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    metrics_addr: String,
+    /// Where the container runtime pins pod network namespaces (searched for
+    /// pods that started while the agent was away).
+    #[arg(long, default_value = recover::NETNS_DIR)]
+    netns_dir: PathBuf,
+    /// Seconds between checks of running pods against the API.
+    #[arg(long, default_value_t = 2)]
+    resync_seconds: u64,
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Remove the chained configuration, restoring what it replaced.
+    Uninstall,
+}
+
+fn layout(args: &Args) -> Layout {
+    Layout {
+        dir: args.cni_conf_dir.clone(),
+        file: args.cni_conf_file.clone(),
+        backup_dir: args.backup_dir.clone(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    if matches!(args.command, Some(Cmd::Uninstall)) {
+        conflist::uninstall(&layout(&args)).context("uninstalling the CNI configuration")?;
+        tracing::info!("CNI configuration restored");
+        return Ok(());
+    }
+    let node = args
+        .node_name
+        .clone()
+        .context("--node-name (or NODE_NAME) is required")?;
+    let mut exceptions = Vec::new();
+    for c in args.exception_cidrs.iter().filter(|c| !c.trim().is_empty()) {
+        exceptions.push(
+            c.trim()
+                .parse::<IpNet>()
+                .with_context(|| format!("--exception-cidrs: {c:?} is not a CIDR"))?,
+        );
+    }
+    if !matches!(args.failure_mode.as_str(), "open" | "closed") {
+        anyhow::bail!(
+            "--failure-mode must be open or closed, not {:?}",
+            args.failure_mode
+        );
+    }
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the API server")?;
+    let metrics = Arc::new(metrics::Metrics::default());
+    let pods = Arc::new(pods::Pods {
+        api: AgentApi::new(client, node).with_cache(),
+        node: NsWorker::start(NsRef::Current).await?,
+        backend: Backend::detect(),
+        exceptions,
+        metrics: metrics.clone(),
+        state: tokio::sync::Mutex::default(),
+        inflight: std::sync::Mutex::default(),
+    });
+    let listener = server::bind(&args.socket)?;
+    let handler = Arc::new(handler::Handler {
+        pods: pods.clone(),
+        metrics: metrics.clone(),
+    });
+    let serving = tokio::spawn(server::serve(listener, handler));
+    // Install only once the socket answers, so the plugin never waits on a
+    // configuration the agent cannot serve yet.
+    let plugin = serde_json::json!({
+        "type": "egress-cni",
+        "failureMode": args.failure_mode,
+        "agentSocket": args.socket,
+    });
+    install_loop(layout(&args), plugin, metrics.clone());
+    match Box::pin(recover::recover(&pods, &args.netns_dir)).await {
+        Ok(n) => tracing::info!(
+            pods = n,
+            "pods started while the agent was away are plumbed"
+        ),
+        Err(e) => tracing::warn!(error = %format!("{e:#}"), "recovering pods failed"),
+    }
+    let resync = {
+        let pods = pods.clone();
+        let every = Duration::from_secs(args.resync_seconds.max(1));
+        let netns_dir = args.netns_dir.clone();
+        tokio::spawn(async move {
+            let mut tick = 0u64;
+            loop {
+                tokio::time::sleep(every).await;
+                pods.resync().await;
+                tick += 1;
+                if tick.is_multiple_of(3) {
+                    let _ = Box::pin(recover::recover(&pods, &netns_dir)).await;
+                }
+            }
+        })
+    };
+    let metrics_task = tokio::spawn(serve_metrics(args.metrics_addr.clone(), metrics));
+    tokio::select! {
+        r = serving => r.context("socket server")??,
+        r = metrics_task => r.context("metrics server")??,
+        _ = tokio::signal::ctrl_c() => tracing::info!("stopping; the CNI configuration stays (the plugin fails open)"),
+    }
+    resync.abort();
+    Ok(())
+}
+
+/// Installs the chained configuration, and again whenever the primary
+/// changes (checked every few seconds). A missing or broken primary is
+/// reported and left alone.
+fn install_loop(layout: Layout, plugin: serde_json::Value, metrics: Arc<metrics::Metrics>) {
+    tokio::spawn(async move {
+        let mut last_error = String::new();
+        loop {
+            match conflist::install(&layout, &plugin) {
+                Ok(done) => {
+                    if !last_error.is_empty() || done.backed_up {
+                        tracing::info!(primary = %done.primary.display(), "chained CNI configuration installed");
+                    }
+                    last_error.clear();
+                }
+                Err(e) => {
+                    let text = e.to_string();
+                    if text != last_error {
+                        metrics.failure("cni_config");
+                        tracing::error!(error = %text, "cannot install the chained CNI configuration");
+                        last_error = text;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+    });
+}
+
+async fn serve_metrics(addr: String, metrics: Arc<metrics::Metrics>) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("cannot bind metrics on {addr}"))?;
+    loop {
+        let (mut s, _) = listener.accept().await?;
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            let body = metrics.render();
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(head.as_bytes()).await;
+            let _ = s.write_all(body.as_bytes()).await;
+        });
+    }
+}

@@ -1,0 +1,403 @@
+//! The pods this agent has put on the tunnel, and the operations on them:
+//! plumb, re-plumb when the gateway or the opt-in changes, unplumb.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow};
+use egress_core::pod::{self, DEFAULT_KEEPALIVE, PodInputs, PodTunnel};
+use egress_core::routes::{RouteInputs, RoutePlan};
+use egress_k8s::agent::{AgentApi, Gateway};
+use egress_net::netns::{NsRef, NsWorker};
+use egress_net::pod::{self as podnet, PodLink};
+use egress_net::wireguard::{Backend, KeyPair};
+use ipnet::IpNet;
+use k8s_openapi::api::core::v1::Pod;
+use tokio::sync::Mutex;
+
+use crate::metrics::Metrics;
+
+/// A pod key: namespace and name.
+pub type PodKey = (String, String);
+
+/// One pod on the tunnel (or waiting for its gateway).
+pub struct Plumbed {
+    /// The sandbox.
+    pub container_id: String,
+    /// The pod's network namespace.
+    pub netns: PathBuf,
+    /// The pod's primary interface.
+    pub ifname: String,
+    /// The configuration it uses.
+    pub gateway: String,
+    /// The pod's address, as written on the PodEndpoint.
+    pub pod_ip: IpAddr,
+    /// The pod's primary gateway.
+    pub primary_gateway: IpAddr,
+    /// The primary interface's MTU.
+    pub mtu: u32,
+    /// The pod's key.
+    pub key: KeyPair,
+    /// The device and what is installed, once plumbed.
+    pub installed: Option<(PodLink, PodTunnel)>,
+}
+
+/// The agent's pods and what it needs to plumb them.
+pub struct Pods {
+    pub api: AgentApi,
+    pub node: NsWorker,
+    pub backend: Backend,
+    pub exceptions: Vec<IpNet>,
+    pub metrics: Arc<Metrics>,
+    pub state: Mutex<HashMap<PodKey, Plumbed>>,
+    /// Pods an ADD is plumbing right now; recovery leaves them alone.
+    pub inflight: std::sync::Mutex<std::collections::HashSet<PodKey>>,
+}
+
+/// Marks a pod in flight for as long as it lives.
+struct InFlight<'a>(&'a Pods, PodKey);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut set) = self.0.inflight.lock() {
+            set.remove(&self.1);
+        }
+    }
+}
+
+impl std::fmt::Debug for Pods {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pods").finish_non_exhaustive()
+    }
+}
+
+/// Sandbox id of a pod found after a restart: the API does not carry the
+/// sandbox id, so any DEL for the pod matches it.
+pub const RECOVERED: &str = "recovered-";
+
+/// The node-side name of a pod's device: unique per sandbox (a hash of its
+/// id), at most 15 bytes.
+fn node_name(container_id: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in container_id.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("eg-{:011x}", h & 0xfff_ffff_ffff)
+}
+
+fn same_sandbox(plumbed: &str, asked: &str) -> bool {
+    plumbed == asked || plumbed.starts_with(RECOVERED)
+}
+
+impl Pods {
+    fn inputs(&self, p: &Plumbed, gw: &Gateway) -> Option<PodInputs> {
+        let server = gw.server.clone()?;
+        Some(PodInputs {
+            server,
+            routes: RoutePlan::new(&RouteInputs {
+                mode: gw.mode,
+                exclude_cidrs: gw.exclude_cidrs.clone(),
+                node_exceptions: self.exceptions.clone(),
+                primary_gateway: Some(p.primary_gateway),
+            }),
+            primary_iface: p.ifname.clone(),
+            primary_gateway: p.primary_gateway,
+            underlay_mtu: p.mtu,
+            // The configuration does not say whether the gateway egresses
+            // IPv6, so IPv6 stays on the pod's own routes.
+            ipv6_egress: false,
+            keepalive: Some(DEFAULT_KEEPALIVE),
+        })
+    }
+
+    /// Whether the agent knows the pod or is plumbing it.
+    pub async fn knows(&self, key: &PodKey) -> bool {
+        self.inflight.lock().is_ok_and(|s| s.contains(key))
+            || self.state.lock().await.contains_key(key)
+    }
+
+    /// Reads the pod's primary interface and records the pod as opted in
+    /// to `gateway`; plumbs it if the gateway is ready.
+    pub async fn adopt(
+        &self,
+        pod: &Pod,
+        gateway: &str,
+        container_id: &str,
+        netns: PathBuf,
+        ifname: &str,
+    ) -> anyhow::Result<bool> {
+        let key = (pod_ns(pod), pod_name(pod));
+        if let Ok(mut set) = self.inflight.lock() {
+            set.insert(key.clone());
+        }
+        let _inflight = InFlight(self, key);
+        let worker = NsWorker::start(NsRef::Path(netns.clone()))
+            .await
+            .with_context(|| format!("cannot enter {}", netns.display()))?;
+        let primary = podnet::primary(&worker, ifname).await?;
+        let ip = primary
+            .ip
+            .ok_or_else(|| anyhow!("{ifname} in {} has no address", netns.display()))?;
+        let primary_gateway = primary
+            .gateway
+            .ok_or_else(|| anyhow!("{ifname} in {} has no default route", netns.display()))?;
+        let key = (pod_ns(pod), pod_name(pod));
+        // The lock is not held while plumbing, so ADDs of different pods run
+        // concurrently.
+        let previous = self.state.lock().await.remove(&key);
+        if let Some(old) = previous {
+            self.unplumb_entry(&key, old, false).await;
+        }
+        let mut entry = Plumbed {
+            container_id: container_id.to_string(),
+            netns,
+            ifname: ifname.to_string(),
+            gateway: gateway.to_string(),
+            pod_ip: ip,
+            primary_gateway,
+            mtu: primary.mtu,
+            key: KeyPair::generate(),
+            installed: None,
+        };
+        let done = self.converge(&key, &mut entry, Some(pod)).await;
+        self.state.lock().await.insert(key, entry);
+        done
+    }
+
+    /// Brings one pod to what the API says now: plumbed with the current
+    /// gateway, re-plumbed after a change, or unplumbed. Returns whether the
+    /// pod is on the tunnel.
+    async fn converge(
+        &self,
+        key: &PodKey,
+        p: &mut Plumbed,
+        pod: Option<&Pod>,
+    ) -> anyhow::Result<bool> {
+        let gw = self.api.gateway(&key.0, &p.gateway).await?;
+        let Some(inputs) = gw.as_ref().and_then(|g| self.inputs(p, g)) else {
+            // No such configuration, or not ready: the pod keeps (or gets
+            // back) its own default route.
+            if let Some((link, tunnel)) = p.installed.take() {
+                let worker = NsWorker::start(NsRef::Path(p.netns.clone())).await?;
+                podnet::remove(&worker, Some(link), Some(&tunnel)).await?;
+                self.api.delete_endpoint(&key.0, &key.1).await?;
+                self.metrics.replumb();
+            }
+            return Ok(false);
+        };
+        let tunnel = pod::plan(&inputs);
+        if p.installed.as_ref().is_some_and(|(_, t)| *t == tunnel) {
+            return Ok(true);
+        }
+        let worker = NsWorker::start(NsRef::Path(p.netns.clone())).await?;
+        let fresh = p.installed.is_none();
+        match p.installed.take() {
+            None => {
+                let link = podnet::create(
+                    &self.node,
+                    &worker,
+                    self.backend.clone(),
+                    &node_name(&p.container_id),
+                    &tunnel,
+                    &p.key.private,
+                )
+                .await?;
+                p.installed = Some((link, tunnel.clone()));
+                podnet::apply_routes(&worker, None, &tunnel).await?;
+            }
+            Some((link, old)) => {
+                if old.peer != tunnel.peer {
+                    podnet::set_peer(&link, &worker, &tunnel, &p.key.private).await?;
+                }
+                podnet::apply_routes(&worker, Some(&old), &tunnel).await?;
+                p.installed = Some((link, tunnel.clone()));
+                self.metrics.replumb();
+            }
+        }
+        let owned;
+        let pod = if let Some(pod) = pod {
+            pod
+        } else {
+            owned = self
+                .api
+                .pod(&key.0, &key.1)
+                .await?
+                .ok_or_else(|| anyhow!("pod {}/{} is gone", key.0, key.1))?;
+            &owned
+        };
+        if fresh || gw.is_some() {
+            let len = if p.pod_ip.is_ipv4() { 32 } else { 128 };
+            let ip = IpNet::new(p.pod_ip, len)?;
+            self.api
+                .write_endpoint(pod, &p.gateway, ip, &p.key.public)
+                .await?;
+            if let Some(g) = &gw {
+                self.api.write_endpoint_status(&key.0, &key.1, g).await?;
+            }
+        }
+        Ok(true)
+    }
+
+    /// Removes the pod's tunnel (if its namespace is still there) and its
+    /// PodEndpoint.
+    async fn unplumb_entry(&self, key: &PodKey, mut p: Plumbed, delete_endpoint: bool) {
+        let installed = p.installed.take();
+        if p.netns.exists() {
+            match NsWorker::start(NsRef::Path(p.netns.clone())).await {
+                Ok(worker) => {
+                    let (link, tunnel) =
+                        installed.map_or((None, None), |(l, t)| (Some(l), Some(t)));
+                    if let Err(e) = podnet::remove(&worker, link, tunnel.as_ref()).await {
+                        tracing::warn!(pod = %format!("{}/{}", key.0, key.1), error = %e, "removing the tunnel failed");
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "pod namespace already gone"),
+            }
+        }
+        if delete_endpoint && let Err(e) = self.api.delete_endpoint(&key.0, &key.1).await {
+            self.metrics.failure("delete_endpoint");
+            tracing::warn!(error = %e, "deleting the PodEndpoint failed");
+        }
+    }
+
+    /// DEL of a sandbox: forgets the pod if that sandbox is the one
+    /// plumbed. Returns whether anything was removed.
+    pub async fn release(&self, key: &PodKey, container_id: &str) -> bool {
+        let mut state = self.state.lock().await;
+        if state
+            .get(key)
+            .is_some_and(|p| same_sandbox(&p.container_id, container_id))
+            && let Some(p) = state.remove(key)
+        {
+            drop(state);
+            self.unplumb_entry(key, p, true).await;
+            return true;
+        }
+        false
+    }
+
+    /// GC: forgets every pod whose sandbox is not in `valid`.
+    pub async fn collect(&self, valid: &[String]) -> usize {
+        let stale: Vec<(PodKey, Plumbed)> = {
+            let mut state = self.state.lock().await;
+            let keys: Vec<PodKey> = state
+                .iter()
+                .filter(|(_, p)| {
+                    !p.container_id.starts_with(RECOVERED) && !valid.contains(&p.container_id)
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            keys.into_iter()
+                .filter_map(|k| state.remove(&k).map(|p| (k, p)))
+                .collect()
+        };
+        let n = stale.len();
+        for (k, p) in stale {
+            self.unplumb_entry(&k, p, true).await;
+        }
+        n
+    }
+
+    /// Whether the pod's sandbox still has its tunnel (CHECK).
+    pub async fn check(&self, key: &PodKey, container_id: &str) -> anyhow::Result<()> {
+        let state = self.state.lock().await;
+        let Some(p) = state
+            .get(key)
+            .filter(|p| same_sandbox(&p.container_id, container_id))
+        else {
+            return Ok(());
+        };
+        if p.installed.is_none() {
+            return Ok(());
+        }
+        let worker = NsWorker::start(NsRef::Path(p.netns.clone())).await?;
+        let rtnl = egress_net::rtnl::Rtnl::new(worker.rtnl().clone(), Arc::default());
+        if rtnl.link(egress_core::pod::POD_INTERFACE).await?.is_none() {
+            return Err(anyhow!("{}/{} has lost its wg0", key.0, key.1));
+        }
+        let pid_alive = p
+            .installed
+            .as_ref()
+            .and_then(|(l, _)| l.pid())
+            .is_none_or(|pid| PathBuf::from(format!("/proc/{pid}")).exists());
+        if !pid_alive {
+            return Err(anyhow!(
+                "the tunnel device of {}/{} has stopped",
+                key.0,
+                key.1
+            ));
+        }
+        Ok(())
+    }
+
+    /// Brings every known pod in line with the API: called every few
+    /// seconds, this is what makes running pods follow a new gateway address,
+    /// port, key, route mode or exclusion list, and an annotation change.
+    pub async fn resync(&self) {
+        let keys: Vec<PodKey> = self.state.lock().await.keys().cloned().collect();
+        for key in keys {
+            let pod = match self.api.pod(&key.0, &key.1).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e, "resync: reading the pod failed");
+                    continue;
+                }
+            };
+            let choice = match &pod {
+                Some(pod) => match self.api.choice(pod).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "resync: reading the opt-in failed");
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            let taken = self.state.lock().await.remove(&key);
+            let Some(mut p) = taken else {
+                continue;
+            };
+            match choice {
+                None => {
+                    self.unplumb_entry(&key, p, true).await;
+                    self.metrics.replumb();
+                }
+                Some(name) => {
+                    if name != p.gateway {
+                        if let Some((link, tunnel)) = p.installed.take()
+                            && let Ok(w) = NsWorker::start(NsRef::Path(p.netns.clone())).await
+                        {
+                            let _ = podnet::remove(&w, Some(link), Some(&tunnel)).await;
+                        }
+                        p.gateway = name;
+                    }
+                    if let Err(e) = self.converge(&key, &mut p, pod.as_ref()).await {
+                        self.metrics.failure("replumb");
+                        tracing::warn!(pod = %format!("{}/{}", key.0, key.1), error = %format!("{e:#}"), "re-plumbing failed");
+                    }
+                    self.state.lock().await.insert(key, p);
+                }
+            }
+        }
+        let on = self
+            .state
+            .lock()
+            .await
+            .values()
+            .filter(|p| p.installed.is_some())
+            .count();
+        self.metrics.set_on_tunnel(on);
+    }
+}
+
+/// The pod's namespace.
+pub fn pod_ns(pod: &Pod) -> String {
+    pod.metadata.namespace.clone().unwrap_or_default()
+}
+
+/// The pod's name.
+pub fn pod_name(pod: &Pod) -> String {
+    pod.metadata.name.clone().unwrap_or_default()
+}

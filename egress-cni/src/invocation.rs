@@ -1,0 +1,328 @@
+//! The plugin's input: `CNI_*` environment variables and the network
+//! configuration on stdin, checked field by field so that every defect is
+//! named in the error the runtime shows.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::{DEFAULT_SOCKET, Error, SUPPORTED_VERSIONS};
+
+/// The CNI operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Command {
+    /// Attach the container.
+    Add,
+    /// Detach the container.
+    Del,
+    /// Verify the attachment.
+    Check,
+    /// Report readiness (CNI 1.1).
+    Status,
+    /// Report versions.
+    Version,
+    /// Remove leftovers of attachments not listed (CNI 1.1).
+    Gc,
+}
+
+/// What the plugin does when the agent cannot be reached.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureMode {
+    /// The pod starts without a tunnel; the agent plumbs it when it returns.
+    #[default]
+    Open,
+    /// The operation fails.
+    Closed,
+}
+
+/// One attachment the runtime still uses (GC's `cni.dev/valid-attachments`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// The container.
+    #[serde(rename = "containerID")]
+    pub container_id: String,
+    /// Its interface.
+    pub ifname: String,
+}
+
+/// The parts of the network configuration the plugin uses.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetConf {
+    /// `cniVersion`.
+    pub cni_version: String,
+    /// The network name.
+    pub name: String,
+    /// `failureMode`: `open` (default) or `closed`.
+    pub failure_mode: FailureMode,
+    /// `agentSocket`: the agent's unix socket.
+    pub socket: String,
+    /// The previous plugin's result (ADD, CHECK).
+    pub prev_result: Option<Value>,
+    /// GC's list of attachments still in use.
+    pub valid_attachments: Option<Vec<Attachment>>,
+}
+
+/// A parsed invocation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Invocation {
+    /// The operation.
+    pub command: Command,
+    /// `CNI_CONTAINERID`.
+    pub container_id: Option<String>,
+    /// `CNI_NETNS`.
+    pub netns: Option<String>,
+    /// `CNI_IFNAME`.
+    pub ifname: Option<String>,
+    /// `K8S_POD_NAMESPACE` from `CNI_ARGS`.
+    pub pod_namespace: Option<String>,
+    /// `K8S_POD_NAME` from `CNI_ARGS`.
+    pub pod_name: Option<String>,
+    /// The configuration; `None` only for VERSION.
+    pub conf: Option<NetConf>,
+}
+
+fn env_err(name: &'static str, problem: impl Into<String>) -> Error {
+    Error::Env {
+        name,
+        problem: problem.into(),
+    }
+}
+
+fn parse_command(text: Option<String>) -> Result<Command, Error> {
+    let text = text.ok_or_else(|| env_err("CNI_COMMAND", "not set"))?;
+    Ok(match text.as_str() {
+        "ADD" => Command::Add,
+        "DEL" => Command::Del,
+        "CHECK" => Command::Check,
+        "STATUS" => Command::Status,
+        "VERSION" => Command::Version,
+        "GC" => Command::Gc,
+        other => {
+            return Err(env_err(
+                "CNI_COMMAND",
+                format!(
+                    "unknown command {other:?} (expected ADD, DEL, CHECK, STATUS, VERSION or GC)"
+                ),
+            ));
+        }
+    })
+}
+
+fn container_id(text: Option<String>) -> Result<String, Error> {
+    let id = text.ok_or_else(|| env_err("CNI_CONTAINERID", "not set"))?;
+    let ok = !id.is_empty()
+        && id.len() <= 256
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if ok {
+        Ok(id)
+    } else {
+        Err(env_err(
+            "CNI_CONTAINERID",
+            "must be 1 to 256 characters of letters, digits, '.', '_' or '-'",
+        ))
+    }
+}
+
+fn ifname(text: Option<String>) -> Result<String, Error> {
+    let name = text.ok_or_else(|| env_err("CNI_IFNAME", "not set"))?;
+    let ok = !name.is_empty()
+        && name.len() <= 15
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', ':'])
+        && !name.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(name)
+    } else {
+        Err(env_err(
+            "CNI_IFNAME",
+            "must be 1 to 15 bytes without '/', ':' or whitespace",
+        ))
+    }
+}
+
+fn netns(text: Option<String>, required: bool) -> Result<Option<String>, Error> {
+    match text.filter(|t| !t.is_empty()) {
+        None if required => Err(env_err("CNI_NETNS", "not set")),
+        None => Ok(None),
+        Some(p) if p.starts_with('/') && !p.contains('\0') => Ok(Some(p)),
+        Some(_) => Err(env_err("CNI_NETNS", "must be an absolute path")),
+    }
+}
+
+/// Whether `s` is a Kubernetes object name (a DNS subdomain).
+fn k8s_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// Parses `CNI_ARGS` (`K=V;K=V`) for the pod's namespace and name.
+fn pod_args(text: Option<&str>) -> Result<(Option<String>, Option<String>), Error> {
+    let (mut ns, mut name) = (None, None);
+    for part in text
+        .iter()
+        .flat_map(|t| t.split(';'))
+        .filter(|p| !p.is_empty())
+    {
+        let (k, v) = part
+            .split_once('=')
+            .ok_or_else(|| env_err("CNI_ARGS", format!("{part:?} is not KEY=VALUE")))?;
+        let slot = match k {
+            "K8S_POD_NAMESPACE" => &mut ns,
+            "K8S_POD_NAME" => &mut name,
+            _ => continue,
+        };
+        if !k8s_name(v) {
+            return Err(env_err(
+                "CNI_ARGS",
+                format!("{k}={v:?} is not a Kubernetes object name"),
+            ));
+        }
+        *slot = Some(v.to_string());
+    }
+    Ok((ns, name))
+}
+
+fn field<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    obj.get(key).filter(|v| !v.is_null())
+}
+
+fn string_field(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, Error> {
+    match field(obj, key) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(Error::Config(format!("{key:?} must be a string"))),
+    }
+}
+
+fn required(obj: &Map<String, Value>, key: &str) -> Result<String, Error> {
+    string_field(obj, key)?
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| Error::Config(format!("{key:?} is missing")))
+}
+
+/// Parses the network configuration for `command`.
+pub fn parse_conf(command: Command, stdin: &[u8]) -> Result<NetConf, Error> {
+    let value: Value = serde_json::from_slice(stdin).map_err(Error::Decode)?;
+    let Value::Object(obj) = value else {
+        return Err(Error::Config("must be a JSON object".into()));
+    };
+    let cni_version = required(&obj, "cniVersion")?;
+    if !SUPPORTED_VERSIONS.contains(&cni_version.as_str()) {
+        return Err(Error::IncompatibleVersion(cni_version));
+    }
+    let name = required(&obj, "name")?;
+    required(&obj, "type")?;
+    let failure_mode = match string_field(&obj, "failureMode")?.as_deref() {
+        None | Some("open") => FailureMode::Open,
+        Some("closed") => FailureMode::Closed,
+        Some(other) => {
+            return Err(Error::Config(format!(
+                "\"failureMode\" is {other:?}; expected \"open\" or \"closed\""
+            )));
+        }
+    };
+    let socket = string_field(&obj, "agentSocket")?.unwrap_or_else(|| DEFAULT_SOCKET.into());
+    if !socket.starts_with('/') || socket.contains('\0') {
+        return Err(Error::Config(
+            "\"agentSocket\" must be an absolute path".into(),
+        ));
+    }
+    let prev_result = match field(&obj, "prevResult") {
+        None => None,
+        Some(v @ Value::Object(_)) => Some(v.clone()),
+        Some(_) => return Err(Error::Config("\"prevResult\" must be an object".into())),
+    };
+    if matches!(command, Command::Add | Command::Check) && prev_result.is_none() {
+        return Err(Error::Config(
+            "\"prevResult\" is missing: this plugin must be chained after the primary plugin"
+                .into(),
+        ));
+    }
+    if let Some(Value::Object(prev)) = &prev_result
+        && let Some(ifaces) = field(prev, "interfaces")
+        && !ifaces.is_array()
+    {
+        return Err(Error::Config(
+            "\"prevResult.interfaces\" must be a list".into(),
+        ));
+    }
+    let valid_attachments = match field(&obj, "cni.dev/valid-attachments") {
+        None => None,
+        Some(v) => Some(serde_json::from_value(v.clone()).map_err(|e| {
+            Error::Config(format!(
+                "\"cni.dev/valid-attachments\" must be a list of {{containerID, ifname}}: {e}"
+            ))
+        })?),
+    };
+    Ok(NetConf {
+        cni_version,
+        name,
+        failure_mode,
+        socket,
+        prev_result,
+        valid_attachments,
+    })
+}
+
+/// Parses an invocation from the environment (`env` looks a variable up)
+/// and stdin.
+pub fn parse(env: impl Fn(&str) -> Option<String>, stdin: &[u8]) -> Result<Invocation, Error> {
+    let command = parse_command(env("CNI_COMMAND"))?;
+    if command == Command::Version {
+        return Ok(Invocation {
+            command,
+            container_id: None,
+            netns: None,
+            ifname: None,
+            pod_namespace: None,
+            pod_name: None,
+            conf: None,
+        });
+    }
+    let conf = parse_conf(command, stdin)?;
+    let per_container = matches!(command, Command::Add | Command::Del | Command::Check);
+    let (container_id, ifname_, netns_) = if per_container {
+        (
+            Some(container_id(env("CNI_CONTAINERID"))?),
+            Some(ifname(env("CNI_IFNAME"))?),
+            netns(env("CNI_NETNS"), command != Command::Del)?,
+        )
+    } else {
+        (None, None, None)
+    };
+    let (pod_namespace, pod_name) = pod_args(env("CNI_ARGS").as_deref())?;
+    Ok(Invocation {
+        command,
+        container_id,
+        netns: netns_,
+        ifname: ifname_,
+        pod_namespace,
+        pod_name,
+        conf: Some(conf),
+    })
+}
+
+/// The `cniVersion` to answer in: the configuration's when it could be read,
+/// else the newest supported.
+pub fn answer_version(stdin: &[u8]) -> String {
+    serde_json::from_slice::<Value>(stdin)
+        .ok()
+        .and_then(|v| {
+            v.get("cniVersion")
+                .and_then(Value::as_str)
+                .map(String::from)
+        })
+        .filter(|v| SUPPORTED_VERSIONS.contains(&v.as_str()))
+        .unwrap_or_else(|| SUPPORTED_VERSIONS[SUPPORTED_VERSIONS.len() - 1].to_string())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,28 @@
+//! The CNI side of the egress gateway, shared by the plugin and the node
+//! agent:
+//!
+//! - [`invocation`]: the plugin's input (environment and network
+//!   configuration, CNI 1.0 and 1.1) parsed into an [`Invocation`], every
+//!   defect reported as an [`Error`] that becomes a CNI error object;
+//! - [`conflist`]: installing the chained configuration beside the node's
+//!   primary one, and restoring the directory on uninstall;
+//! - [`wire`]: the request the plugin forwards to the node agent over its
+//!   unix socket and the answer it prints.
+//!
+//! Nothing here touches the network or the kernel; [`conflist`] only the
+//! files it is given.
+
+pub mod conflist;
+mod error;
+pub mod invocation;
+pub mod wire;
+
+pub use error::{Error, ErrorObject};
+pub use invocation::{Command, FailureMode, Invocation, NetConf};
+
+/// The CNI versions this plugin speaks.
+pub const SUPPORTED_VERSIONS: [&str; 2] = ["1.0.0", "1.1.0"];
+/// The unix socket the agent serves by default.
+pub const DEFAULT_SOCKET: &str = "/run/egress-gateway/cni/agent.sock";
+/// The interface the plugin adds to the pod.
+pub const INTERFACE: &str = "wg0";

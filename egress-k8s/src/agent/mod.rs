@@ -1,0 +1,296 @@
+//! The node agent's view of the API: which gateway a pod opted into, that
+//! gateway's endpoint, and the pod's PodEndpoint.
+//!
+//! Reads are direct GETs (no cluster-wide informers on every node); the
+//! PodEndpoint records the node that wrote it in [`NODE_LABEL`], which the
+//! admission policy compares with the writer's node-bound identity.
+
+mod cache;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use egress_core::model::ServerProfile;
+use egress_core::routes::RouteMode;
+use ipnet::IpNet;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::{Client, Resource, ResourceExt};
+
+use crate::Error;
+use crate::crd::{PodEndpoint, PodEndpointSpec, StaticGatewayConfiguration};
+
+/// The pod (or namespace default) annotation naming the gateway configuration.
+pub const ANNOTATION: &str = "kubernetes.azure.com/static-gateway-configuration";
+/// Label recording which node's agent wrote a PodEndpoint.
+pub const NODE_LABEL: &str = "egressgateway.kubernetes.azure.com/node";
+/// Field manager of the agent's writes.
+pub const FIELD_MANAGER: &str = "egress-node-agent";
+
+pub use cache::AgentCache;
+
+/// Which configuration a pod uses: its own annotation, else its namespace's
+/// default. An empty annotation opts out, even of a namespace default.
+pub fn opted_in(
+    pod_annotations: &BTreeMap<String, String>,
+    namespace_default: Option<&str>,
+) -> Option<String> {
+    match pod_annotations.get(ANNOTATION) {
+        Some(name) if name.trim().is_empty() => None,
+        Some(name) => Some(name.trim().to_string()),
+        None => namespace_default
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(String::from),
+    }
+}
+
+/// What the agent needs of a configuration to plumb a pod.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Gateway {
+    /// The configuration's name.
+    pub name: String,
+    /// The endpoint, once the controller has published it.
+    pub server: Option<ServerProfile>,
+    /// `defaultRoute`.
+    pub mode: RouteMode,
+    /// `excludeCidrs` that parse; the others are in `bad_cidrs`.
+    pub exclude_cidrs: Vec<IpNet>,
+    /// `excludeCidrs` entries that are not CIDRs.
+    pub bad_cidrs: Vec<String>,
+    /// The configuration's egress addresses, from its status.
+    pub egress_ip_prefix: Option<String>,
+}
+
+/// Translates a configuration.
+pub fn gateway_of(sgc: &StaticGatewayConfiguration) -> Gateway {
+    let mut exclude_cidrs = Vec::new();
+    let mut bad_cidrs = Vec::new();
+    for c in sgc.spec.exclude_cidrs.iter().flatten() {
+        match c.trim().parse::<IpNet>() {
+            Ok(n) => exclude_cidrs.push(n),
+            Err(_) => bad_cidrs.push(c.clone()),
+        }
+    }
+    Gateway {
+        name: sgc.name_any(),
+        server: crate::gateway::translate::server_profile(sgc),
+        mode: match sgc.spec.default_route {
+            crate::crd::RouteMode::AzureNetworking => RouteMode::Primary,
+            crate::crd::RouteMode::StaticEgressGateway => RouteMode::Gateway,
+        },
+        exclude_cidrs,
+        bad_cidrs,
+        egress_ip_prefix: sgc.status.as_ref().and_then(|s| s.egress_ip_prefix.clone()),
+    }
+}
+
+/// The agent's API access.
+#[derive(Clone)]
+pub struct AgentApi {
+    client: Client,
+    node: String,
+    cache: Option<Arc<AgentCache>>,
+}
+
+impl std::fmt::Debug for AgentApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentApi")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+fn api_err(action: String) -> impl FnOnce(kube::Error) -> Error {
+    move |source| Error::Api { action, source }
+}
+
+impl AgentApi {
+    /// An agent for `node`.
+    pub fn new(client: Client, node: impl Into<String>) -> Self {
+        Self {
+            client,
+            node: node.into(),
+            cache: None,
+        }
+    }
+
+    /// Answers pod and namespace reads from node-local watches, falling
+    /// back to the API for what they do not hold yet.
+    #[must_use]
+    pub fn with_cache(mut self) -> Self {
+        self.cache = Some(Arc::new(AgentCache::start(&self.client, &self.node)));
+        self
+    }
+
+    /// The node this agent serves.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The pod, if it exists.
+    pub async fn pod(&self, ns: &str, name: &str) -> Result<Option<Pod>, Error> {
+        if let Some(pod) = self.cache.as_ref().and_then(|c| c.pod(ns, name)) {
+            return Ok(Some(pod));
+        }
+        Api::<Pod>::namespaced(self.client.clone(), ns)
+            .get_opt(name)
+            .await
+            .map_err(api_err(format!("get pod {ns}/{name}")))
+    }
+
+    /// Pods scheduled on this node.
+    pub async fn pods_on_node(&self) -> Result<Vec<Pod>, Error> {
+        let lp = kube::api::ListParams::default().fields(&format!("spec.nodeName={}", self.node));
+        Ok(Api::<Pod>::all(self.client.clone())
+            .list(&lp)
+            .await
+            .map_err(api_err(format!("list pods on node {}", self.node)))?
+            .items)
+    }
+
+    /// The namespace's default configuration, if it names one.
+    pub async fn namespace_default(&self, ns: &str) -> Result<Option<String>, Error> {
+        if let Some(found) = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.namespace_annotation(ns, ANNOTATION))
+        {
+            return Ok(found);
+        }
+        let namespace = Api::<Namespace>::all(self.client.clone())
+            .get_opt(ns)
+            .await
+            .map_err(api_err(format!("get namespace {ns}")))?;
+        Ok(namespace.and_then(|n| n.annotations().get(ANNOTATION).cloned()))
+    }
+
+    /// Which configuration the pod uses, if any.
+    pub async fn choice(&self, pod: &Pod) -> Result<Option<String>, Error> {
+        let ns = pod.namespace().unwrap_or_default();
+        let default = if pod.annotations().contains_key(ANNOTATION) {
+            None
+        } else {
+            self.namespace_default(&ns).await?
+        };
+        Ok(opted_in(pod.annotations(), default.as_deref()))
+    }
+
+    /// The configuration `name` in `ns`, if it exists.
+    pub async fn gateway(&self, ns: &str, name: &str) -> Result<Option<Gateway>, Error> {
+        Ok(
+            Api::<StaticGatewayConfiguration>::namespaced(self.client.clone(), ns)
+                .get_opt(name)
+                .await
+                .map_err(api_err(format!(
+                    "get StaticGatewayConfiguration {ns}/{name}"
+                )))?
+                .as_ref()
+                .map(gateway_of),
+        )
+    }
+
+    /// Creates or updates the pod's PodEndpoint (upstream's spec, owned by
+    /// the pod, labelled with this node).
+    pub async fn write_endpoint(
+        &self,
+        pod: &Pod,
+        gateway: &str,
+        pod_ip: IpNet,
+        public_key: &str,
+    ) -> Result<(), Error> {
+        let ns = pod.namespace().unwrap_or_default();
+        let name = pod.name_any();
+        let mut ep = PodEndpoint::new(
+            &name,
+            PodEndpointSpec {
+                static_gateway_configuration: Some(gateway.to_string()),
+                pod_ip_address: Some(pod_ip.to_string()),
+                pod_public_key: Some(public_key.to_string()),
+            },
+        );
+        ep.meta_mut().namespace = Some(ns.clone());
+        ep.meta_mut().labels = Some(BTreeMap::from([(
+            NODE_LABEL.to_string(),
+            self.node.clone(),
+        )]));
+        ep.meta_mut().owner_references = pod.controller_owner_ref(&()).map(|mut r| {
+            r.controller = Some(true);
+            vec![r]
+        });
+        Api::<PodEndpoint>::namespaced(self.client.clone(), &ns)
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&ep),
+            )
+            .await
+            .map(drop)
+            .map_err(api_err(format!("apply PodEndpoint {ns}/{name}")))
+    }
+
+    /// Records the pod's effective egress on its PodEndpoint's status.
+    pub async fn write_endpoint_status(
+        &self,
+        ns: &str,
+        name: &str,
+        gateway: &Gateway,
+    ) -> Result<(), Error> {
+        let status = crate::crd::PodEndpointStatus {
+            gateway_endpoint: gateway
+                .server
+                .as_ref()
+                .map(|s| std::net::SocketAddr::new(s.ip, s.port).to_string()),
+            egress_ip_prefix: gateway.egress_ip_prefix.clone(),
+            default_route: Some(
+                match gateway.mode {
+                    RouteMode::Gateway => "staticEgressGateway",
+                    RouteMode::Primary => "azureNetworking",
+                }
+                .to_string(),
+            ),
+        };
+        Api::<PodEndpoint>::namespaced(self.client.clone(), ns)
+            .patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({ "status": status })),
+            )
+            .await
+            .map(drop)
+            .map_err(api_err(format!(
+                "write the status of PodEndpoint {ns}/{name}"
+            )))
+    }
+
+    /// Deletes the pod's PodEndpoint; absent is success.
+    pub async fn delete_endpoint(&self, ns: &str, name: &str) -> Result<(), Error> {
+        match Api::<PodEndpoint>::namespaced(self.client.clone(), ns)
+            .delete(name, &DeleteParams::default())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(api_err(format!("delete PodEndpoint {ns}/{name}"))(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ann(v: Option<&str>) -> BTreeMap<String, String> {
+        v.map(|v| BTreeMap::from([(ANNOTATION.to_string(), v.to_string())]))
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn the_pod_annotation_wins_over_the_namespace_default() {
+        assert_eq!(opted_in(&ann(Some("a")), Some("b")), Some("a".into()));
+        assert_eq!(opted_in(&ann(None), Some("b")), Some("b".into()));
+        assert_eq!(opted_in(&ann(Some(" ")), Some("b")), None);
+        assert_eq!(opted_in(&ann(None), None), None);
+        assert_eq!(opted_in(&ann(None), Some("")), None);
+    }
+}
