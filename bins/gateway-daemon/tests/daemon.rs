@@ -356,8 +356,21 @@ fn daemon_serves_repairs_reports_drains_and_uninstalls() {
         assert_eq!(src, format!("203.0.113.{}", 10 + i));
     }
 
-    // GatewayStatus lists what is really served.
+    // GatewayStatus lists what is really served. The report is written after
+    // the pass that removed the late configuration's interface, so it may
+    // trail the kernel by a moment: wait for it to settle at three.
     let statuses: Api<egress_k8s::crd::GatewayStatus> = Api::namespaced(client.clone(), SYSTEM);
+    wait_until(
+        "the status to list the three configurations",
+        Duration::from_secs(30),
+        || {
+            rt.block_on(statuses.get("gw-node-0"))
+                .ok()
+                .and_then(|s| s.spec.ready_gateway_configurations)
+                .map(|v| v.len())
+                == Some(3)
+        },
+    );
     let status = rt.block_on(statuses.get("gw-node-0")).unwrap();
     assert_eq!(
         status
