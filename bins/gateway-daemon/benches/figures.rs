@@ -482,6 +482,8 @@ fn daemon_rss(rt: &tokio::runtime::Runtime, configs: u8, peers: usize) {
             "gwpool",
             "--log-format",
             "text",
+            // Endpoints of pods in bare namespaces, no kubelet.
+            "--verify-pod-endpoints=false",
         ])
         .args([
             "--host-netns",
@@ -551,6 +553,8 @@ fn daemon_rss(rt: &tokio::runtime::Runtime, configs: u8, peers: usize) {
             "--uninstall",
             "--log-format",
             "text",
+            // Endpoints of pods in bare namespaces, no kubelet.
+            "--verify-pod-endpoints=false",
         ])
         .args([
             "--host-netns",

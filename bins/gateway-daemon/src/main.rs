@@ -39,8 +39,10 @@ struct Args {
     imds_url: String,
     /// Accept a PodEndpoint only when it matches a real pod: same name and
     /// namespace, on the node it records, opted into its configuration, with
-    /// its address (see `egress_k8s::gateway::verify`).
-    #[arg(long, default_value_t = false)]
+    /// its address (see `egress_k8s::gateway::verify`). On by default: a
+    /// forged endpoint would otherwise put any key on the gateway.
+    /// `--verify-pod-endpoints=false` only where no kubelet runs the pods.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     verify_pod_endpoints: bool,
     /// Node identity without IMDS (bare metal, local clusters): the pool
     /// name that SGCs' `gatewayNodepoolName` selects.

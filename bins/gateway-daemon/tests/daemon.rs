@@ -141,6 +141,10 @@ fn daemon(api: &ApiServer, topo: &Topology, extra: &[&str]) -> Daemon {
             "--log-format",
             "text",
         ])
+        // The PodEndpoints here stand for pods in bare namespaces, with no
+        // kubelet: the check against real pods is tested in egress-k8s
+        // (verified_endpoints) and on real kubelets (egress-e2e).
+        .arg("--verify-pod-endpoints=false")
         .args(extra)
         .env("KUBECONFIG", api.kubeconfig_path())
         .env("MY_POD_NAMESPACE", SYSTEM)
