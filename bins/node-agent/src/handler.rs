@@ -91,7 +91,14 @@ impl Handler {
         let container_id = req.container_id.clone().unwrap_or_default();
         let ifname = req.ifname.clone().unwrap_or_else(|| "eth0".into());
         self.pods
-            .adopt(&pod, &gateway, &container_id, netns, &ifname)
+            .adopt(
+                crate::pods::Origin::Add,
+                &pod,
+                &gateway,
+                &container_id,
+                netns,
+                &ifname,
+            )
             .await
     }
 }

@@ -126,7 +126,7 @@ async fn main() -> anyhow::Result<()> {
         exceptions,
         metrics: metrics.clone(),
         state: tokio::sync::Mutex::default(),
-        inflight: std::sync::Mutex::default(),
+        locks: std::sync::Mutex::default(),
     });
     let listener = server::bind(&args.socket)?;
     let handler = Arc::new(handler::Handler {

@@ -52,19 +52,22 @@ pub struct Pods {
     pub exceptions: Vec<IpNet>,
     pub metrics: Arc<Metrics>,
     pub state: Mutex<HashMap<PodKey, Plumbed>>,
-    /// Pods an ADD is plumbing right now; recovery leaves them alone.
-    pub inflight: std::sync::Mutex<std::collections::HashSet<PodKey>>,
+    /// One lock per pod, held for a whole ADD, DEL, re-plumb or recovery
+    /// of it: two plumbings of one namespace at once would each remove the
+    /// other's device. The state lock is not held while plumbing, so
+    /// different pods still proceed concurrently.
+    pub locks: std::sync::Mutex<HashMap<PodKey, Arc<Mutex<()>>>>,
 }
 
-/// Marks a pod in flight for as long as it lives.
-struct InFlight<'a>(&'a Pods, PodKey);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        if let Ok(mut set) = self.0.inflight.lock() {
-            set.remove(&self.1);
-        }
-    }
+/// Who asks to plumb a pod.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// The runtime's CNI ADD: the sandbox is new, whatever was plumbed
+    /// before for the pod is replaced.
+    Add,
+    /// Recovery of a pod that started while the agent was away: it yields
+    /// to anything already plumbed.
+    Recovery,
 }
 
 impl std::fmt::Debug for Pods {
@@ -92,6 +95,26 @@ fn same_sandbox(plumbed: &str, asked: &str) -> bool {
 }
 
 impl Pods {
+    /// Waits for the pod's lock.
+    async fn lock_pod(&self, key: &PodKey) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self
+                .locks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            locks.entry(key.clone()).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+
+    /// Forgets the locks nobody holds or waits for.
+    fn prune_locks(&self) {
+        self.locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|_, lock| Arc::strong_count(lock) > 1);
+    }
+
     fn inputs(&self, p: &Plumbed, gw: &Gateway) -> Option<PodInputs> {
         let server = gw.server.clone()?;
         Some(PodInputs {
@@ -112,16 +135,22 @@ impl Pods {
         })
     }
 
-    /// Whether the agent knows the pod or is plumbing it.
+    /// Whether the agent knows the pod or is working on it.
     pub async fn knows(&self, key: &PodKey) -> bool {
-        self.inflight.lock().is_ok_and(|s| s.contains(key))
-            || self.state.lock().await.contains_key(key)
+        let busy = self
+            .locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(key)
+            .is_some_and(|l| l.try_lock().is_err());
+        busy || self.state.lock().await.contains_key(key)
     }
 
     /// Reads the pod's primary interface and records the pod as opted in
     /// to `gateway`; plumbs it if the gateway is ready.
     pub async fn adopt(
         &self,
+        origin: Origin,
         pod: &Pod,
         gateway: &str,
         container_id: &str,
@@ -129,10 +158,11 @@ impl Pods {
         ifname: &str,
     ) -> anyhow::Result<bool> {
         let key = (pod_ns(pod), pod_name(pod));
-        if let Ok(mut set) = self.inflight.lock() {
-            set.insert(key.clone());
+        let _held = self.lock_pod(&key).await;
+        // An ADD that finished while recovery waited for the lock wins.
+        if origin == Origin::Recovery && self.state.lock().await.contains_key(&key) {
+            return Ok(false);
         }
-        let _inflight = InFlight(self, key);
         let worker = NsWorker::start(NsRef::Path(netns.clone()))
             .await
             .with_context(|| format!("cannot enter {}", netns.display()))?;
@@ -143,7 +173,6 @@ impl Pods {
         let primary_gateway = primary
             .gateway
             .ok_or_else(|| anyhow!("{ifname} in {} has no default route", netns.display()))?;
-        let key = (pod_ns(pod), pod_name(pod));
         // The lock is not held while plumbing, so ADDs of different pods run
         // concurrently.
         let previous = self.state.lock().await.remove(&key);
@@ -265,6 +294,7 @@ impl Pods {
     /// DEL of a sandbox: forgets the pod if that sandbox is the one
     /// plumbed. Returns whether anything was removed.
     pub async fn release(&self, key: &PodKey, container_id: &str) -> bool {
+        let _held = self.lock_pod(key).await;
         let mut state = self.state.lock().await;
         if state
             .get(key)
@@ -280,22 +310,33 @@ impl Pods {
 
     /// GC: forgets every pod whose sandbox is not in `valid`.
     pub async fn collect(&self, valid: &[String]) -> usize {
-        let stale: Vec<(PodKey, Plumbed)> = {
-            let mut state = self.state.lock().await;
-            let keys: Vec<PodKey> = state
-                .iter()
-                .filter(|(_, p)| {
-                    !p.container_id.starts_with(RECOVERED) && !valid.contains(&p.container_id)
-                })
-                .map(|(k, _)| k.clone())
-                .collect();
-            keys.into_iter()
-                .filter_map(|k| state.remove(&k).map(|p| (k, p)))
-                .collect()
+        let is_stale = |p: &Plumbed| {
+            !p.container_id.starts_with(RECOVERED) && !valid.contains(&p.container_id)
         };
-        let n = stale.len();
-        for (k, p) in stale {
-            self.unplumb_entry(&k, p, true).await;
+        let keys: Vec<PodKey> = self
+            .state
+            .lock()
+            .await
+            .iter()
+            .filter(|(_, p)| is_stale(p))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut n = 0;
+        for k in keys {
+            let _held = self.lock_pod(&k).await;
+            // An ADD may have replaced the sandbox meanwhile.
+            let taken = {
+                let mut state = self.state.lock().await;
+                if state.get(&k).is_some_and(is_stale) {
+                    state.remove(&k)
+                } else {
+                    None
+                }
+            };
+            if let Some(p) = taken {
+                self.unplumb_entry(&k, p, true).await;
+                n += 1;
+            }
         }
         n
     }
@@ -338,6 +379,7 @@ impl Pods {
     pub async fn resync(&self) {
         let keys: Vec<PodKey> = self.state.lock().await.keys().cloned().collect();
         for key in keys {
+            let _held = self.lock_pod(&key).await;
             let pod = match self.api.pod(&key.0, &key.1).await {
                 Ok(p) => p,
                 Err(e) => {
@@ -389,6 +431,7 @@ impl Pods {
             .filter(|p| p.installed.is_some())
             .count();
         self.metrics.set_on_tunnel(on);
+        self.prune_locks();
     }
 }
 

@@ -107,7 +107,14 @@ pub async fn recover(pods: &Pods, netns_dir: &Path) -> anyhow::Result<usize> {
             pod.metadata.uid.clone().unwrap_or_else(|| pod_name(&pod))
         );
         match pods
-            .adopt(&pod, &gw, &container, path.clone(), "eth0")
+            .adopt(
+                crate::pods::Origin::Recovery,
+                &pod,
+                &gw,
+                &container,
+                path.clone(),
+                "eth0",
+            )
             .await
         {
             Ok(true) => n += 1,

@@ -51,6 +51,11 @@ pub fn plugin_binary() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {
+            // The statically linked build that nodes get
+            // (`scripts/build-cni-plugin.sh`), where given.
+            if let Some(p) = std::env::var_os("EGRESS_CNI_PLUGIN") {
+                return PathBuf::from(p);
+            }
             let path =
                 Path::new(env!("CARGO_BIN_EXE_egress-node-agent")).with_file_name("egress-cni");
             if !path.exists() {
