@@ -106,18 +106,16 @@ impl fmt::Display for Difference {
                 f,
                 "extra plumbing: the gateway namespace is plumbed but no configuration uses this node"
             ),
-            Self::MissingFrontend(ip) => write!(
-                f,
-                "missing frontend address {ip} on the node interface"
-            ),
+            Self::MissingFrontend(ip) => {
+                write!(f, "missing frontend address {ip} on the node interface")
+            }
             Self::ExtraFrontend(ip) => write!(
                 f,
                 "extra frontend address {ip} on the node interface (no configuration uses it)"
             ),
-            Self::MissingDevice { device, sgc_uid } => write!(
-                f,
-                "missing device {device} (configuration {sgc_uid})"
-            ),
+            Self::MissingDevice { device, sgc_uid } => {
+                write!(f, "missing device {device} (configuration {sgc_uid})")
+            }
             Self::ExtraDevice(device) => {
                 write!(f, "extra device {device} (no configuration plans it)")
             }
@@ -346,7 +344,10 @@ mod tests {
             apply(&mut have, &op);
         }
         assert_eq!(differences(&want, &have), []);
-        assert_eq!(differences(&NodeState::default(), &NodeState::default()), []);
+        assert_eq!(
+            differences(&NodeState::default(), &NodeState::default()),
+            []
+        );
     }
 
     #[test]
@@ -444,10 +445,11 @@ mod tests {
             s.interfaces.get_mut("wg-6000").unwrap().public_key = "other".into();
             v.push(s);
             let mut s = want.clone();
-            s.interfaces.get_mut("wg-6000").unwrap().peers.insert(
-                "pod-key-1".into(),
-                Ipv4Addr::new(10, 244, 0, 77).into(),
-            );
+            s.interfaces
+                .get_mut("wg-6000")
+                .unwrap()
+                .peers
+                .insert("pod-key-1".into(), Ipv4Addr::new(10, 244, 0, 77).into());
             v.push(s);
             v.push(NodeState::default());
             v.push(want.clone());
