@@ -1,5 +1,7 @@
 //! `egressctl`: operator tooling for the egress gateway.
 
+mod doctor;
+
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -27,8 +29,30 @@ enum Command {
         #[arg(long)]
         check: Option<PathBuf>,
     },
-    /// Explain where a pod's traffic to each destination goes.
+    /// Every StaticGatewayConfiguration with its pool, mode, egress
+    /// addresses, readiness and the pods that use it.
+    Status {
+        /// Output format.
+        #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Compare a node's real state with its plan and name each difference
+    /// (`doctor node <name>`; run as root on that node).
+    Doctor {
+        #[command(subcommand)]
+        target: DoctorTarget,
+    },
+    /// Explain where a pod's traffic to each destination goes: offline from
+    /// flags (`explain --exclude 10.0.0.0/8 8.8.8.8`), or for a live pod
+    /// (`explain pod <namespace>/<name> <destination>`).
     Explain {
+        /// The pod's primary interface, for `explain pod` (the pod's routes
+        /// are shown only with --primary-gateway).
+        #[arg(long, default_value = "eth0")]
+        interface: String,
+        /// The pod's primary interface MTU, for `explain pod`.
+        #[arg(long, default_value_t = 1500)]
+        mtu: u32,
         /// The configuration's `spec.defaultRoute`.
         #[arg(long, value_enum, default_value = "staticEgressGateway")]
         default_route: DefaultRoute,
@@ -41,10 +65,57 @@ enum Command {
         /// The pod's primary default gateway.
         #[arg(long)]
         primary_gateway: Option<IpAddr>,
-        /// Destinations to explain.
+        /// Destinations to explain, or `pod <namespace>/<name> <destination>`.
         #[arg(required = true)]
         destinations: Vec<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum DoctorTarget {
+    /// A gateway node: its WireGuard devices, peers, egress addresses,
+    /// SNAT entries and plumbing against the gateway daemon's plan.
+    Node {
+        /// The node's name.
+        name: String,
+        /// The node's pool, as the gateway daemon's --pool-name (default: the
+        /// Node's `kubernetes.azure.com/agentpool` label).
+        #[arg(long)]
+        pool_name: Option<String>,
+        /// As the gateway daemon's --vmss-name.
+        #[arg(long)]
+        vmss_name: Option<String>,
+        /// As the gateway daemon's --resource-group.
+        #[arg(long)]
+        resource_group: Option<String>,
+        /// As the gateway daemon's --computer-name (default: the node name).
+        #[arg(long)]
+        computer_name: Option<String>,
+        /// Namespace of the key Secrets.
+        #[arg(long, default_value = "kube-egress-gateway-system")]
+        secret_namespace: String,
+        /// As the gateway daemon's --verify-pod-endpoints.
+        #[arg(long)]
+        verify_pod_endpoints: bool,
+        /// The node's host namespace, when not this process's (nested setups).
+        #[arg(long)]
+        host_netns: Option<PathBuf>,
+        /// The gateway network namespace.
+        #[arg(long, default_value = egress_net::dataplane::GATEWAY_NETNS)]
+        gateway_netns: PathBuf,
+        /// The node interface that holds the frontend IPs.
+        #[arg(long, default_value = "eth0")]
+        node_interface: String,
+        /// Underlay MTU, as given to the gateway daemon.
+        #[arg(long, default_value_t = 1500)]
+        underlay_mtu: u32,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Output {
+    Table,
+    Json,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -98,10 +169,128 @@ fn explain(
     Ok(())
 }
 
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+async fn client() -> anyhow::Result<kube::Client> {
+    kube::Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API (KUBECONFIG or in-cluster)")
+}
+
+/// `explain pod <namespace>/<name> <destination>`.
+fn explain_pod(
+    out: &mut impl Write,
+    args: &[String],
+    node: egress_k8s::inspect::explain::NodeSide,
+) -> anyhow::Result<()> {
+    let [pod, dst] = args else {
+        bail!("explain pod takes <namespace>/<name> <destination>, got {args:?}");
+    };
+    let Some((ns, name)) = pod
+        .split_once('/')
+        .filter(|(n, p)| !n.is_empty() && !p.is_empty())
+    else {
+        bail!("pod {pod:?} is not <namespace>/<name>");
+    };
+    let Ok(dst) = dst.trim().parse::<IpAddr>() else {
+        bail!("destination {dst:?} is not an IP address");
+    };
+    let facts = runtime()?.block_on(async {
+        let client = client().await?;
+        egress_k8s::inspect::explain::gather(&client, ns, name)
+            .await
+            .map_err(anyhow::Error::from)
+    })?;
+    out.write_all(egress_k8s::inspect::explain::render(&facts, &node, dst).as_bytes())?;
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mut stdout = std::io::stdout().lock();
     match cli.command {
+        Command::Status { output } => {
+            let status = runtime()?.block_on(async {
+                let client = client().await?;
+                egress_k8s::inspect::status::gather(&client)
+                    .await
+                    .map_err(anyhow::Error::from)
+            })?;
+            match output {
+                Output::Table => {
+                    stdout
+                        .write_all(egress_k8s::inspect::status::render_table(&status).as_bytes())?;
+                }
+                Output::Json => {
+                    serde_json::to_writer_pretty(&mut stdout, &status)?;
+                    writeln!(stdout)?;
+                }
+            }
+        }
+        Command::Doctor {
+            target:
+                DoctorTarget::Node {
+                    name,
+                    pool_name,
+                    vmss_name,
+                    resource_group,
+                    computer_name,
+                    secret_namespace,
+                    verify_pod_endpoints,
+                    host_netns,
+                    gateway_netns,
+                    node_interface,
+                    underlay_mtu,
+                },
+        } => {
+            let opts = doctor::Options {
+                node: name,
+                pool_name,
+                vmss_name,
+                resource_group,
+                computer_name,
+                secret_namespace,
+                verify_pod_endpoints,
+                host_netns,
+                gateway_netns,
+                node_interface,
+                underlay_mtu,
+            };
+            let found = runtime()?.block_on(doctor::run(&mut stdout, &opts))?;
+            if found > 0 {
+                stdout.flush()?;
+                std::process::exit(1);
+            }
+        }
+        Command::Explain {
+            destinations,
+            exclude,
+            default_route,
+            node_exceptions,
+            primary_gateway,
+            interface,
+            mtu,
+        } if destinations.first().map(String::as_str) == Some("pod") => {
+            if !exclude.is_empty() || !matches!(default_route, DefaultRoute::StaticEgressGateway) {
+                bail!(
+                    "explain pod reads excludeCidrs and defaultRoute from the pod's configuration: drop --exclude and --default-route"
+                );
+            }
+            let node = egress_k8s::inspect::explain::NodeSide {
+                exceptions: cidrs("--node-exception", &node_exceptions)?,
+                primary: primary_gateway.map(|gateway| egress_k8s::agent::PrimaryLink {
+                    iface: interface,
+                    gateway,
+                    mtu,
+                }),
+            };
+            explain_pod(&mut stdout, &destinations[1..], node)?;
+        }
         Command::Crds {
             out: Some(dir),
             check: None,
@@ -129,6 +318,7 @@ fn main() -> anyhow::Result<()> {
             node_exceptions,
             primary_gateway,
             destinations,
+            ..
         } => {
             let inputs = RouteInputs {
                 mode: match default_route {
