@@ -24,18 +24,40 @@ use kube::{Api, ResourceExt};
 const POOL_LABEL: &str = "kubernetes.azure.com/agentpool";
 
 /// What `doctor node` needs, mirroring the gateway daemon's flags.
-#[derive(Debug)]
+#[derive(Debug, clap::Args)]
 pub struct Options {
+    /// The node's name.
     pub node: String,
+    /// The node's pool, as the gateway daemon's --pool-name (default: the
+    /// Node's `kubernetes.azure.com/agentpool` label).
+    #[arg(long)]
     pub pool_name: Option<String>,
+    /// As the gateway daemon's --vmss-name.
+    #[arg(long)]
     pub vmss_name: Option<String>,
+    /// As the gateway daemon's --resource-group.
+    #[arg(long)]
     pub resource_group: Option<String>,
+    /// As the gateway daemon's --computer-name (default: the node name).
+    #[arg(long)]
     pub computer_name: Option<String>,
+    /// Namespace of the key Secrets.
+    #[arg(long, default_value = "kube-egress-gateway-system")]
     pub secret_namespace: String,
+    /// As the gateway daemon's --verify-pod-endpoints.
+    #[arg(long)]
     pub verify_pod_endpoints: bool,
+    /// The node's host namespace, when not this process's (nested setups).
+    #[arg(long)]
     pub host_netns: Option<PathBuf>,
+    /// The gateway network namespace.
+    #[arg(long, default_value = egress_net::dataplane::GATEWAY_NETNS)]
     pub gateway_netns: PathBuf,
+    /// The node interface that holds the frontend IPs.
+    #[arg(long, default_value = "eth0")]
     pub node_interface: String,
+    /// Underlay MTU, as given to the gateway daemon.
+    #[arg(long, default_value_t = 1500)]
     pub underlay_mtu: u32,
 }
 

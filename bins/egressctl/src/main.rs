@@ -29,7 +29,7 @@ enum Command {
         #[arg(long)]
         check: Option<PathBuf>,
     },
-    /// Every StaticGatewayConfiguration with its pool, mode, egress
+    /// Every `StaticGatewayConfiguration` with its pool, mode, egress
     /// addresses, readiness and the pods that use it.
     Status {
         /// Output format.
@@ -75,41 +75,7 @@ enum Command {
 enum DoctorTarget {
     /// A gateway node: its WireGuard devices, peers, egress addresses,
     /// SNAT entries and plumbing against the gateway daemon's plan.
-    Node {
-        /// The node's name.
-        name: String,
-        /// The node's pool, as the gateway daemon's --pool-name (default: the
-        /// Node's `kubernetes.azure.com/agentpool` label).
-        #[arg(long)]
-        pool_name: Option<String>,
-        /// As the gateway daemon's --vmss-name.
-        #[arg(long)]
-        vmss_name: Option<String>,
-        /// As the gateway daemon's --resource-group.
-        #[arg(long)]
-        resource_group: Option<String>,
-        /// As the gateway daemon's --computer-name (default: the node name).
-        #[arg(long)]
-        computer_name: Option<String>,
-        /// Namespace of the key Secrets.
-        #[arg(long, default_value = "kube-egress-gateway-system")]
-        secret_namespace: String,
-        /// As the gateway daemon's --verify-pod-endpoints.
-        #[arg(long)]
-        verify_pod_endpoints: bool,
-        /// The node's host namespace, when not this process's (nested setups).
-        #[arg(long)]
-        host_netns: Option<PathBuf>,
-        /// The gateway network namespace.
-        #[arg(long, default_value = egress_net::dataplane::GATEWAY_NETNS)]
-        gateway_netns: PathBuf,
-        /// The node interface that holds the frontend IPs.
-        #[arg(long, default_value = "eth0")]
-        node_interface: String,
-        /// Underlay MTU, as given to the gateway daemon.
-        #[arg(long, default_value_t = 1500)]
-        underlay_mtu: u32,
-    },
+    Node(doctor::Options),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -186,7 +152,7 @@ async fn client() -> anyhow::Result<kube::Client> {
 fn explain_pod(
     out: &mut impl Write,
     args: &[String],
-    node: egress_k8s::inspect::explain::NodeSide,
+    node: &egress_k8s::inspect::explain::NodeSide,
 ) -> anyhow::Result<()> {
     let [pod, dst] = args else {
         bail!("explain pod takes <namespace>/<name> <destination>, got {args:?}");
@@ -206,7 +172,27 @@ fn explain_pod(
             .await
             .map_err(anyhow::Error::from)
     })?;
-    out.write_all(egress_k8s::inspect::explain::render(&facts, &node, dst).as_bytes())?;
+    out.write_all(egress_k8s::inspect::explain::render(&facts, node, dst).as_bytes())?;
+    Ok(())
+}
+
+/// `status`, as a table or JSON.
+fn status(out: &mut impl Write, output: Output) -> anyhow::Result<()> {
+    let status = runtime()?.block_on(async {
+        let client = client().await?;
+        egress_k8s::inspect::status::gather(&client)
+            .await
+            .map_err(anyhow::Error::from)
+    })?;
+    match output {
+        Output::Table => {
+            out.write_all(egress_k8s::inspect::status::render_table(&status).as_bytes())?;
+        }
+        Output::Json => {
+            serde_json::to_writer_pretty(&mut *out, &status)?;
+            writeln!(out)?;
+        }
+    }
     Ok(())
 }
 
@@ -214,53 +200,10 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mut stdout = std::io::stdout().lock();
     match cli.command {
-        Command::Status { output } => {
-            let status = runtime()?.block_on(async {
-                let client = client().await?;
-                egress_k8s::inspect::status::gather(&client)
-                    .await
-                    .map_err(anyhow::Error::from)
-            })?;
-            match output {
-                Output::Table => {
-                    stdout
-                        .write_all(egress_k8s::inspect::status::render_table(&status).as_bytes())?;
-                }
-                Output::Json => {
-                    serde_json::to_writer_pretty(&mut stdout, &status)?;
-                    writeln!(stdout)?;
-                }
-            }
-        }
+        Command::Status { output } => status(&mut stdout, output)?,
         Command::Doctor {
-            target:
-                DoctorTarget::Node {
-                    name,
-                    pool_name,
-                    vmss_name,
-                    resource_group,
-                    computer_name,
-                    secret_namespace,
-                    verify_pod_endpoints,
-                    host_netns,
-                    gateway_netns,
-                    node_interface,
-                    underlay_mtu,
-                },
+            target: DoctorTarget::Node(opts),
         } => {
-            let opts = doctor::Options {
-                node: name,
-                pool_name,
-                vmss_name,
-                resource_group,
-                computer_name,
-                secret_namespace,
-                verify_pod_endpoints,
-                host_netns,
-                gateway_netns,
-                node_interface,
-                underlay_mtu,
-            };
             let found = runtime()?.block_on(doctor::run(&mut stdout, &opts))?;
             if found > 0 {
                 stdout.flush()?;
@@ -289,7 +232,7 @@ fn main() -> anyhow::Result<()> {
                     mtu,
                 }),
             };
-            explain_pod(&mut stdout, &destinations[1..], node)?;
+            explain_pod(&mut stdout, &destinations[1..], &node)?;
         }
         Command::Crds {
             out: Some(dir),

@@ -282,7 +282,9 @@ fn doctor_names_exactly_what_is_broken() {
     assert_eq!(code, 1, "{out}{err}");
     assert_eq!(
         named(&out),
-        ["wg-6301: egress address 203.0.113.11 not in place (its address, host route, masquerade exemption, SNAT entry or reply route is missing)"],
+        [
+            "wg-6301: egress address 203.0.113.11 not in place (its address, host route, masquerade exemption, SNAT entry or reply route is missing)"
+        ],
         "{out}"
     );
     converge(&dp);
@@ -312,9 +314,7 @@ fn doctor_names_exactly_what_is_broken() {
     let (code, out, _) = doctor(&api, &topo);
     assert_eq!(code, 1, "{out}");
     let uid = rt
-        .block_on(
-            Api::<StaticGatewayConfiguration>::namespaced(client.clone(), "apps").get("gw0"),
-        )
+        .block_on(Api::<StaticGatewayConfiguration>::namespaced(client.clone(), "apps").get("gw0"))
         .unwrap()
         .uid()
         .unwrap();

@@ -2,7 +2,13 @@
 //! kube-apiserver holding real objects: configurations with status, pods
 //! opted in by annotation and by their namespace's default, PodEndpoints.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::too_many_lines,
+    clippy::needless_pass_by_value
+)]
 
 use std::process::Command;
 use std::time::Duration;

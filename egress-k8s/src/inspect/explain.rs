@@ -117,6 +117,60 @@ fn reason_text(reason: Reason) -> String {
     }
 }
 
+/// Writes the routes the agent would install (or the route plan, when the
+/// pod's primary interface is not known) and returns the decision for `dst`.
+fn routes_and_decision(
+    out: &mut String,
+    gw: &Gateway,
+    server: &egress_core::model::ServerProfile,
+    node: &NodeSide,
+    dst: IpAddr,
+) -> egress_core::routes::Decision {
+    let inputs = match &node.primary {
+        Some(primary) => pod_inputs(gw, &node.exceptions, primary),
+        None => None,
+    };
+    if let Some(inputs) = inputs {
+        let tunnel = pod::plan(&inputs);
+        let _ = writeln!(out, "routes in the pod (egress-core pod plan):");
+        for r in &tunnel.routes {
+            let hop = match r.via {
+                NextHop::Tunnel => format!("via {} dev {}", pod::GATEWAY_TUNNEL_ADDR, tunnel.iface),
+                NextHop::Primary(g) => format!("via {g} dev {}", inputs.primary_iface),
+                NextHop::OnLink => format!("dev {} scope link", inputs.primary_iface),
+            };
+            let _ = writeln!(out, "  {} {hop}", r.dst);
+        }
+        inputs.explain(dst)
+    } else {
+        // The pod's primary gateway is not known away from the node: the
+        // same inputs without it. It only decides the gateway's own /32.
+        let routes = RoutePlan::new(&route_inputs(gw, &node.exceptions, None));
+        let _ = writeln!(
+            out,
+            "route plan (pass --primary-gateway for the routes installed in the pod):"
+        );
+        for r in routes.routes() {
+            let _ = writeln!(out, "  {} -> {}", r.dst, path_text(r.via));
+        }
+        let _ = writeln!(
+            out,
+            "  default -> {}",
+            path_text(routes.mode().default_path())
+        );
+        PodInputs {
+            server: server.clone(),
+            routes,
+            primary_iface: String::new(),
+            primary_gateway: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            underlay_mtu: 0,
+            ipv6_egress: false,
+            keepalive: None,
+        }
+        .explain(dst)
+    }
+}
+
 const NORMAL_PATH: &str = "the node's own address (the pod's normal path)";
 
 /// The explanation as text: the configuration, the routes the agent
@@ -190,49 +244,7 @@ pub fn render(facts: &PodFacts, node: &NodeSide, dst: IpAddr) -> String {
             );
         }
     }
-    let inputs = match &node.primary {
-        Some(primary) => pod_inputs(gw, &node.exceptions, primary),
-        None => None,
-    };
-    let explained = if let Some(inputs) = inputs {
-        let tunnel = pod::plan(&inputs);
-        let _ = writeln!(out, "routes in the pod (egress-core pod plan):");
-        for r in &tunnel.routes {
-            let hop = match r.via {
-                NextHop::Tunnel => format!("via {} dev {}", pod::GATEWAY_TUNNEL_ADDR, tunnel.iface),
-                NextHop::Primary(g) => format!("via {g} dev {}", inputs.primary_iface),
-                NextHop::OnLink => format!("dev {} scope link", inputs.primary_iface),
-            };
-            let _ = writeln!(out, "  {} {hop}", r.dst);
-        }
-        inputs.explain(dst)
-    } else {
-        // The pod's primary gateway is not known away from the node: the
-        // same inputs without it. It only decides the gateway's own /32.
-        let routes = RoutePlan::new(&route_inputs(gw, &node.exceptions, None));
-        let _ = writeln!(
-            out,
-            "route plan (pass --primary-gateway for the routes installed in the pod):"
-        );
-        for r in routes.routes() {
-            let _ = writeln!(out, "  {} -> {}", r.dst, path_text(r.via));
-        }
-        let _ = writeln!(
-            out,
-            "  default -> {}",
-            path_text(routes.mode().default_path())
-        );
-        PodInputs {
-            server: server.clone(),
-            routes,
-            primary_iface: String::new(),
-            primary_gateway: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            underlay_mtu: 0,
-            ipv6_egress: false,
-            keepalive: None,
-        }
-        .explain(dst)
-    };
+    let explained = routes_and_decision(&mut out, gw, server, node, dst);
     let _ = writeln!(
         out,
         "{dst} -> {}, by {}",

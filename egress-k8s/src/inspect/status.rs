@@ -1,10 +1,11 @@
-//! `egressctl status`: every StaticGatewayConfiguration with its pool, mode,
+//! `egressctl status`: every `StaticGatewayConfiguration` with its pool, mode,
 //! egress addresses, readiness and the pods that use it.
 //!
 //! [`build`] is pure (objects in, rows out) so it is tested without a
 //! cluster; [`gather`] lists the objects and calls it.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, ListParams};
@@ -309,22 +310,23 @@ pub async fn gather(client: &Client) -> Result<Status, Error> {
 fn pod_line(p: &PodUse) -> String {
     let mut line = format!("    pod {}/{} ({})", p.namespace, p.name, p.via);
     if let Some(node) = &p.node {
-        line.push_str(&format!(" on {node}"));
+        let _ = write!(line, " on {node}");
     }
     if let Some(ip) = &p.pod_ip {
-        line.push_str(&format!(" ip {ip}"));
+        let _ = write!(line, " ip {ip}");
     }
     match &p.endpoint {
         Some(e) => {
-            line.push_str(&format!(
+            let _ = write!(
+                line,
                 ", PodEndpoint {}",
                 e.pod_ip.as_deref().unwrap_or("(no address)")
-            ));
+            );
             if let Some(eg) = &e.egress_ip_prefix {
-                line.push_str(&format!(" egress {eg}"));
+                let _ = write!(line, " egress {eg}");
             }
             if let Some(gw) = &e.gateway_endpoint {
-                line.push_str(&format!(" via {gw}"));
+                let _ = write!(line, " via {gw}");
             }
         }
         None => line.push_str(", no PodEndpoint yet"),
@@ -352,7 +354,7 @@ pub fn render_table(status: &Status) -> String {
             if let Some(r) = &c.readiness.reason
                 && c.readiness.state != "Ready"
             {
-                ready.push_str(&format!(" ({r})"));
+                let _ = write!(ready, " ({r})");
             }
             [
                 c.namespace.clone(),
@@ -377,7 +379,7 @@ pub fn render_table(status: &Status) -> String {
             if i + 1 == cells.len() {
                 s.push_str(cell);
             } else {
-                s.push_str(&format!("{cell:<w$}  "));
+                let _ = write!(s, "{cell:<w$}  ");
             }
         }
         s.push('\n');
@@ -392,7 +394,7 @@ pub fn render_table(status: &Status) -> String {
             .as_ref()
             .filter(|_| c.readiness.state != "Ready")
         {
-            out.push_str(&format!("    {m}\n"));
+            let _ = writeln!(out, "    {m}");
         }
         for p in &c.pods {
             out.push_str(&pod_line(p));
@@ -403,11 +405,12 @@ pub fn render_table(status: &Status) -> String {
         out.push_str("(no StaticGatewayConfiguration)\n");
     }
     for (config, p) in &status.dangling {
-        out.push_str(&format!(
-            "{} names {config}, which does not exist in {}: it keeps its normal path\n",
+        let _ = writeln!(
+            out,
+            "{} names {config}, which does not exist in {}: it keeps its normal path",
             pod_line(p).trim_start(),
             p.namespace
-        ));
+        );
     }
     out
 }
