@@ -180,6 +180,13 @@ pub async fn run(out: &mut impl Write, opts: &Options) -> anyhow::Result<usize> 
         opts.node,
         plan.state.interfaces.len()
     )?;
+    if plan.state.interfaces.is_empty() {
+        writeln!(
+            out,
+            "no ready configuration selects node {} as a gateway: anything found is left over (worker nodes' pods are not checked)",
+            opts.node
+        )?;
+    }
     for note in &plan.notes {
         writeln!(out, "note: {note}")?;
     }
