@@ -182,8 +182,12 @@ impl Drop for Devices {
 }
 
 fn doctor(api: &ApiServer, topo: &Topology) -> (i32, String, String) {
+    doctor_as(api, topo, "gw-node-0")
+}
+
+fn doctor_as(api: &ApiServer, topo: &Topology, node: &str) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_egressctl"))
-        .args(["doctor", "node", "gw-node-0", "--pool-name", "gwpool"])
+        .args(["doctor", "node", node, "--pool-name", "gwpool"])
         .args([
             "--host-netns",
             &format!("/var/run/netns/{}", topo.node.name()),
@@ -330,6 +334,24 @@ fn doctor_names_exactly_what_is_broken() {
     converge(&dp);
     devices.0 = dp.userspace_pids();
     assert_eq!(doctor(&api, &topo).0, 0);
+
+    // Seen as another node of the pool, which no VM configuration lists:
+    // everything here is left over.
+    let (code, out, _) = doctor_as(&api, &topo, "gw-node-9");
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("no ready configuration selects node gw-node-9 as a gateway"),
+        "{out}"
+    );
+    assert!(out.contains("note: configuration "), "{out}");
+    for extra in [
+        "extra plumbing: the gateway namespace is plumbed but no configuration uses this node",
+        "extra frontend address 192.0.2.100 on the node interface (no configuration uses it)",
+        "extra device wg-6300 (no configuration plans it)",
+        "extra device wg-6301 (no configuration plans it)",
+    ] {
+        assert!(named(&out).contains(&extra.to_string()), "{extra}\n{out}");
+    }
     drop(dp);
 }
 
