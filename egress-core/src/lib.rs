@@ -13,6 +13,7 @@
 //! - [`lb`]: the internal load balancer, with sticky per-pool ports.
 //! - [`vmss`]: secondary ipConfigs on VMSS models, instances and VM-pool NICs.
 //! - [`node`]: a gateway node's dataplane, diffed into ordered idempotent operations.
+//! - [`drift`]: each way a gateway node differs from its plan, named for operators.
 //! - [`pod`]: a pod's tunnel interface, routes and reply path.
 //! - [`traits`]: `CloudProvider`, `ClusterApi` and `Dataplane`, the seams to the world.
 //! - [`controller`]: the reconcile pass over every configuration, generic over the traits.
@@ -27,6 +28,7 @@ pub mod arm;
 pub mod backoff;
 pub mod cidr;
 pub mod controller;
+pub mod drift;
 mod error;
 pub mod lb;
 pub mod model;

@@ -71,4 +71,7 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// An object an operator asked about does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
 }

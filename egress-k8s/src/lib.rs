@@ -9,6 +9,8 @@
 //! - [`agent`]: the node agent's view of the cluster (pods, namespaces, PodEndpoints).
 //! - [`gateway`]: the gateway daemon's view of the cluster (watches of the
 //!   objects that shape a gateway node) and its GatewayStatus report.
+//! - [`inspect`]: what the operator's tools show: every configuration with
+//!   its pods, and a pod's live route plan for a destination.
 
 pub mod agent;
 pub mod controller;
@@ -16,5 +18,6 @@ pub mod crd;
 mod error;
 pub mod gateway;
 pub mod generate;
+pub mod inspect;
 
 pub use error::Error;

@@ -1,5 +1,7 @@
 //! `egressctl`: operator tooling for the egress gateway.
 
+mod doctor;
+
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -27,8 +29,30 @@ enum Command {
         #[arg(long)]
         check: Option<PathBuf>,
     },
-    /// Explain where a pod's traffic to each destination goes.
+    /// Every `StaticGatewayConfiguration` with its pool, mode, egress
+    /// addresses, readiness and the pods that use it.
+    Status {
+        /// Output format.
+        #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Compare a node's real state with its plan and name each difference
+    /// (`doctor node <name>`; run as root on that node).
+    Doctor {
+        #[command(subcommand)]
+        target: DoctorTarget,
+    },
+    /// Explain where a pod's traffic to each destination goes: offline from
+    /// flags (`explain --exclude 10.0.0.0/8 8.8.8.8`), or for a live pod
+    /// (`explain pod <namespace>/<name> <destination>`).
     Explain {
+        /// The pod's primary interface, for `explain pod` (the pod's routes
+        /// are shown only with --primary-gateway).
+        #[arg(long, default_value = "eth0")]
+        interface: String,
+        /// The pod's primary interface MTU, for `explain pod`.
+        #[arg(long, default_value_t = 1500)]
+        mtu: u32,
         /// The configuration's `spec.defaultRoute`.
         #[arg(long, value_enum, default_value = "staticEgressGateway")]
         default_route: DefaultRoute,
@@ -41,10 +65,23 @@ enum Command {
         /// The pod's primary default gateway.
         #[arg(long)]
         primary_gateway: Option<IpAddr>,
-        /// Destinations to explain.
+        /// Destinations to explain, or `pod <namespace>/<name> <destination>`.
         #[arg(required = true)]
         destinations: Vec<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum DoctorTarget {
+    /// A gateway node: its WireGuard devices, peers, egress addresses,
+    /// SNAT entries and plumbing against the gateway daemon's plan.
+    Node(doctor::Options),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Output {
+    Table,
+    Json,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -98,10 +135,105 @@ fn explain(
     Ok(())
 }
 
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+async fn client() -> anyhow::Result<kube::Client> {
+    kube::Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API (KUBECONFIG or in-cluster)")
+}
+
+/// `explain pod <namespace>/<name> <destination>`.
+fn explain_pod(
+    out: &mut impl Write,
+    args: &[String],
+    node: &egress_k8s::inspect::explain::NodeSide,
+) -> anyhow::Result<()> {
+    let [pod, dst] = args else {
+        bail!("explain pod takes <namespace>/<name> <destination>, got {args:?}");
+    };
+    let Some((ns, name)) = pod
+        .split_once('/')
+        .filter(|(n, p)| !n.is_empty() && !p.is_empty())
+    else {
+        bail!("pod {pod:?} is not <namespace>/<name>");
+    };
+    let Ok(dst) = dst.trim().parse::<IpAddr>() else {
+        bail!("destination {dst:?} is not an IP address");
+    };
+    let facts = runtime()?.block_on(async {
+        let client = client().await?;
+        egress_k8s::inspect::explain::gather(&client, ns, name)
+            .await
+            .map_err(anyhow::Error::from)
+    })?;
+    out.write_all(egress_k8s::inspect::explain::render(&facts, node, dst).as_bytes())?;
+    Ok(())
+}
+
+/// `status`, as a table or JSON.
+fn status(out: &mut impl Write, output: Output) -> anyhow::Result<()> {
+    let status = runtime()?.block_on(async {
+        let client = client().await?;
+        egress_k8s::inspect::status::gather(&client)
+            .await
+            .map_err(anyhow::Error::from)
+    })?;
+    match output {
+        Output::Table => {
+            out.write_all(egress_k8s::inspect::status::render_table(&status).as_bytes())?;
+        }
+        Output::Json => {
+            serde_json::to_writer_pretty(&mut *out, &status)?;
+            writeln!(out)?;
+        }
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mut stdout = std::io::stdout().lock();
     match cli.command {
+        Command::Status { output } => status(&mut stdout, output)?,
+        Command::Doctor {
+            target: DoctorTarget::Node(opts),
+        } => {
+            let found = runtime()?.block_on(doctor::run(&mut stdout, &opts))?;
+            if found > 0 {
+                stdout.flush()?;
+                std::process::exit(1);
+            }
+        }
+        Command::Explain {
+            destinations,
+            exclude,
+            default_route,
+            node_exceptions,
+            primary_gateway,
+            interface,
+            mtu,
+        } if destinations.first().map(String::as_str) == Some("pod") => {
+            if !exclude.is_empty() || !matches!(default_route, DefaultRoute::StaticEgressGateway) {
+                bail!(
+                    "explain pod reads excludeCidrs and defaultRoute from the pod's configuration: drop --exclude and --default-route"
+                );
+            }
+            let node = egress_k8s::inspect::explain::NodeSide {
+                exceptions: cidrs("--node-exception", &node_exceptions)?,
+                primary: primary_gateway.map(|gateway| egress_k8s::agent::PrimaryLink {
+                    iface: interface,
+                    gateway,
+                    mtu,
+                }),
+            };
+            explain_pod(&mut stdout, &destinations[1..], &node)?;
+        }
         Command::Crds {
             out: Some(dir),
             check: None,
@@ -129,6 +261,7 @@ fn main() -> anyhow::Result<()> {
             node_exceptions,
             primary_gateway,
             destinations,
+            ..
         } => {
             let inputs = RouteInputs {
                 mode: match default_route {

@@ -8,10 +8,12 @@
 mod cache;
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use egress_core::model::ServerProfile;
-use egress_core::routes::RouteMode;
+use egress_core::pod::{DEFAULT_KEEPALIVE, PodInputs};
+use egress_core::routes::{RouteInputs, RouteMode, RoutePlan};
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -83,6 +85,56 @@ pub fn gateway_of(sgc: &StaticGatewayConfiguration) -> Gateway {
         bad_cidrs,
         egress_ip_prefix: sgc.status.as_ref().and_then(|s| s.egress_ip_prefix.clone()),
     }
+}
+
+/// A pod's primary interface as the agent reads it in the pod's namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrimaryLink {
+    /// Interface name, e.g. `eth0`.
+    pub iface: String,
+    /// Its default gateway.
+    pub gateway: IpAddr,
+    /// Its MTU (the tunnel's underlay).
+    pub mtu: u32,
+}
+
+/// The route inputs of a pod that uses `gw`: the configuration's mode and
+/// `excludeCidrs`, the node's exceptions and the pod's primary gateway
+/// (`None` when it is not known, as for an operator away from the node).
+pub fn route_inputs(
+    gw: &Gateway,
+    node_exceptions: &[IpNet],
+    primary_gateway: Option<IpAddr>,
+) -> RouteInputs {
+    RouteInputs {
+        mode: gw.mode,
+        exclude_cidrs: gw.exclude_cidrs.clone(),
+        node_exceptions: node_exceptions.to_vec(),
+        primary_gateway,
+    }
+}
+
+/// The inputs of egress-core's pod tunnel plan for a pod that uses `gw`;
+/// `None` while the configuration has no published endpoint (the pod then
+/// keeps its own routes). This is what the node agent plumbs and what
+/// `egressctl explain pod` shows.
+pub fn pod_inputs(
+    gw: &Gateway,
+    node_exceptions: &[IpNet],
+    primary: &PrimaryLink,
+) -> Option<PodInputs> {
+    let server = gw.server.clone()?;
+    Some(PodInputs {
+        server,
+        routes: RoutePlan::new(&route_inputs(gw, node_exceptions, Some(primary.gateway))),
+        primary_iface: primary.iface.clone(),
+        primary_gateway: primary.gateway,
+        underlay_mtu: primary.mtu,
+        // The configuration does not say whether the gateway egresses
+        // IPv6, so IPv6 stays on the pod's own routes.
+        ipv6_egress: false,
+        keepalive: Some(DEFAULT_KEEPALIVE),
+    })
 }
 
 /// The agent's API access.
