@@ -26,7 +26,7 @@ step "egress-core purity"
 bash scripts/check-purity.sh
 
 step "generated CRDs are up to date"
-cargo run --quiet --locked -p egressctl -- crds --check deploy/crds
+cargo run --quiet --locked -p egressctl -- crds --check deploy/crds --check deploy/helm/egress-gateway/crds
 
 step "tier 1: egress-core unit and property tests"
 cargo test --locked -p egress-core
