@@ -35,7 +35,9 @@ pub fn manifests() -> Result<BTreeMap<String, String>, Error> {
             })?;
             Ok((
                 format!("{name}.yaml"),
-                format!("# Generated from the Rust types by `egressctl crds`; do not edit.\n{body}"),
+                format!(
+                    "# Generated from the Rust types by `egressctl crds`; do not edit.\n{body}"
+                ),
             ))
         })
         .collect()

@@ -125,13 +125,14 @@ fn main() -> anyhow::Result<()> {
                 }
             }
             if !stale.is_empty() {
+                let outs: Vec<String> = check
+                    .iter()
+                    .map(|d| format!("--out {}", d.display()))
+                    .collect();
                 bail!(
-                    "{}\nregenerate with: egressctl crds{}",
+                    "{}\nregenerate with: egressctl crds {}",
                     stale.join("\n"),
-                    check
-                        .iter()
-                        .map(|d| format!(" --out {}", d.display()))
-                        .collect::<String>()
+                    outs.join(" ")
                 );
             }
         }

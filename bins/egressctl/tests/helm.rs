@@ -1,13 +1,13 @@
 //! The Helm chart `deploy/helm/egress-gateway`: `helm lint --strict`, and
 //! `helm template` with the default values and with a non-default set
-//! (`ci/private-closed-values.yaml`) sent to a real kube-apiserver. The CRDs
+//! (`ci/private-closed-values.yaml`) sent to a real `kube-apiserver`. The CRDs
 //! are installed for real first, then every other document is applied with
 //! a server-side dry run and must be accepted. The non-default set is then
-//! applied for real and checked: each component's ServiceAccount may do
-//! what its binary does and no more (SubjectAccessReview), the admission
+//! applied for real and checked: each component's service account may do
+//! what its binary does and no more (a `SubjectAccessReview`), the admission
 //! policy keeps a node agent to its own node's PodEndpoints, and the
 //! controller's Secret holds a cloud configuration the controller accepts.
-//! deploy/agent must equal the chart's agent RBAC and policy.
+//! `deploy/agent` must equal the chart's agent RBAC and policy.
 
 #![allow(
     clippy::unwrap_used,
@@ -35,6 +35,16 @@ use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, Client, ResourceExt};
 use serde::Deserialize as _;
 use serde_json::{Value, json};
+
+/// account, verb, (group, resource[/subresource]), namespace, name, allowed.
+type Row<'a> = (
+    &'a str,
+    &'a str,
+    (&'a str, &'a str),
+    Option<&'a str>,
+    Option<&'a str>,
+    bool,
+);
 
 const GROUP: &str = "egressgateway.kubernetes.azure.com";
 const NODE_LABEL: &str = "egressgateway.kubernetes.azure.com/node";
@@ -190,7 +200,6 @@ async fn node_bound_client(
                 name: Some(node.into()),
                 uid: n.uid(),
             }),
-            ..TokenRequestSpec::default()
         },
         ..TokenRequest::default()
     };
@@ -364,7 +373,7 @@ fn chart_is_accepted_by_a_real_api_server_and_grants_least_privilege() {
             ("private-closed", &private_docs),
         ] {
             let mut kinds = BTreeMap::<String, usize>::new();
-            for doc in docs.iter() {
+            for doc in docs {
                 if let Err(e) = apply(&admin, doc, true).await {
                     panic!(
                         "{set} values: the API server refused {} {}: {e}",
@@ -400,11 +409,14 @@ fn chart_is_accepted_by_a_real_api_server_and_grants_least_privilege() {
 
         // What the objects say.
         let agent = find(&private_docs, "DaemonSet", "egress-node-agent");
-        let a = args(container(agent, "node-agent"));
-        assert!(a.contains(&"--failure-mode=closed"), "{a:?}");
+        let agent_args = args(container(agent, "node-agent"));
         assert!(
-            a.contains(&"--exception-cidrs=169.254.169.254/32,10.244.0.0/16,10.96.0.0/12"),
-            "{a:?}"
+            agent_args.contains(&"--failure-mode=closed"),
+            "{agent_args:?}"
+        );
+        assert!(
+            agent_args.contains(&"--exception-cidrs=169.254.169.254/32,10.244.0.0/16,10.96.0.0/12"),
+            "{agent_args:?}"
         );
         assert_eq!(
             container(agent, "node-agent")["lifecycle"]["preStop"]["exec"]["command"],
@@ -525,7 +537,7 @@ fn chart_is_accepted_by_a_real_api_server_and_grants_least_privilege() {
         // Least privilege, asked of the API server's authorizer. Each row:
         // account, verb, (group, resource[/subresource]), namespace, name, allowed.
         let lease = "0a299682.microsoft.com";
-        let table: &[(&str, &str, (&str, &str), Option<&str>, Option<&str>, bool)] = &[
+        let table: &[Row<'_>] = &[
             // The controller: its own namespace's Secrets and Lease, the
             // configuration chain, status, events.
             (
