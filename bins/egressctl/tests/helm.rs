@@ -407,6 +407,35 @@ fn chart_is_accepted_by_a_real_api_server_and_grants_least_privilege() {
         }
         let ns = "egress-system";
 
+        // Each workload's pod template, as a Pod, passes pod admission
+        // (priority class, pod security, schema), for both value sets.
+        let mut pods = 0;
+        for (docs, pod_ns) in [
+            (&default_docs, "kube-egress-gateway-system"),
+            (&private_docs, ns),
+        ] {
+            for doc in docs
+                .iter()
+                .filter(|d| matches!(kind(d), "Deployment" | "DaemonSet"))
+            {
+                let pod = json!({
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {
+                        "name": format!("{}-pod", name(doc)),
+                        "namespace": pod_ns,
+                        "labels": doc["spec"]["template"]["metadata"]["labels"],
+                    },
+                    "spec": doc["spec"]["template"]["spec"],
+                });
+                if let Err(e) = apply(&admin, &pod, true).await {
+                    panic!("a pod of {} {} is refused: {e}", kind(doc), name(doc));
+                }
+                pods += 1;
+            }
+        }
+        assert_eq!(pods, 6);
+
         // What the objects say.
         let agent = find(&private_docs, "DaemonSet", "egress-node-agent");
         let agent_args = args(container(agent, "node-agent"));
