@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it. Installs what it needs first (see
 # scripts/setup.sh), then: format check, clippy with warnings denied, the
-# egress-core purity check, the CRD staleness check, every test tier and the
-# documentation build.
+# egress-core purity check, the CRD staleness check, the Helm chart lint,
+# every test tier and the documentation build.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -26,7 +26,11 @@ step "egress-core purity"
 bash scripts/check-purity.sh
 
 step "generated CRDs are up to date"
-cargo run --quiet --locked -p egressctl -- crds --check deploy/crds
+cargo run --quiet --locked -p egressctl -- crds --check deploy/crds --check deploy/helm/egress-gateway/crds
+
+step "Helm chart lint (the API-server checks run with egressctl's tests)"
+"$EGRESS_HELM" lint --strict deploy/helm/egress-gateway
+"$EGRESS_HELM" lint --strict deploy/helm/egress-gateway --values deploy/helm/egress-gateway/ci/private-closed-values.yaml
 
 step "tier 1: egress-core unit and property tests"
 cargo test --locked -p egress-core

@@ -34,9 +34,7 @@ pub enum Error {
     #[error("watch of {0} stopped before its first listing")]
     WatchStopped(&'static str),
     /// Manifests on disk differ from what the Rust types generate.
-    #[error(
-        "CRD manifests are stale, regenerate them with `egressctl crds --out deploy/crds`: {files:?}"
-    )]
+    #[error("CRD manifests are stale: {files:?}")]
     Stale {
         /// The files that differ, are missing or are unexpected.
         files: Vec<String>,

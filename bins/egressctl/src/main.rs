@@ -21,13 +21,18 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Generate the CRD manifests from the Rust types.
+    ///
+    /// The project keeps two copies, `deploy/crds` and the Helm chart's
+    /// `deploy/helm/egress-gateway/crds`: pass both to `--out` (or `--check`)
+    /// so one command keeps them identical.
     Crds {
-        /// Write one YAML file per CRD into this directory.
+        /// Write one YAML file per CRD into this directory (repeatable).
         #[arg(long, conflicts_with = "check")]
-        out: Option<PathBuf>,
-        /// Fail unless this directory holds exactly the generated manifests.
+        out: Vec<PathBuf>,
+        /// Fail unless this directory holds exactly the generated manifests
+        /// (repeatable; every directory is checked and all differences named).
         #[arg(long)]
-        check: Option<PathBuf>,
+        check: Vec<PathBuf>,
     },
     /// Every `StaticGatewayConfiguration` with its pool, mode, egress
     /// addresses, readiness and the pods that use it.
@@ -234,21 +239,34 @@ fn main() -> anyhow::Result<()> {
             };
             explain_pod(&mut stdout, &destinations[1..], &node)?;
         }
-        Command::Crds {
-            out: Some(dir),
-            check: None,
-        } => {
-            for file in egress_k8s::generate::write(&dir)
-                .with_context(|| format!("writing CRDs to {}", dir.display()))?
-            {
-                writeln!(stdout, "wrote {}", dir.join(file).display())?;
+        Command::Crds { out, check } if !out.is_empty() || !check.is_empty() => {
+            for dir in &out {
+                for file in egress_k8s::generate::write(dir)
+                    .with_context(|| format!("writing CRDs to {}", dir.display()))?
+                {
+                    writeln!(stdout, "wrote {}", dir.join(file).display())?;
+                }
             }
-        }
-        Command::Crds {
-            check: Some(dir), ..
-        } => {
-            egress_k8s::generate::check(&dir)?;
-            writeln!(stdout, "CRD manifests in {} are up to date", dir.display())?;
+            let mut stale = Vec::new();
+            for dir in &check {
+                match egress_k8s::generate::check(dir) {
+                    Ok(()) => {
+                        writeln!(stdout, "CRD manifests in {} are up to date", dir.display())?;
+                    }
+                    Err(e) => stale.push(format!("{}: {e}", dir.display())),
+                }
+            }
+            if !stale.is_empty() {
+                let outs: Vec<String> = check
+                    .iter()
+                    .map(|d| format!("--out {}", d.display()))
+                    .collect();
+                bail!(
+                    "{}\nregenerate with: egressctl crds {}",
+                    stale.join("\n"),
+                    outs.join(" ")
+                );
+            }
         }
         Command::Crds { .. } => {
             for text in egress_k8s::generate::manifests()?.values() {

@@ -79,3 +79,48 @@ fn crds_check_passes_on_the_committed_manifests() {
     assert!(!ok);
     assert!(err.contains("stale"), "{err}");
 }
+
+#[test]
+fn crds_writes_and_checks_several_directories() {
+    let root = std::env::temp_dir().join(format!("egressctl-crds-two-{}", std::process::id()));
+    let (a, b) = (root.join("a"), root.join("chart/crds"));
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let (ok, out, err) = egressctl(&["crds", "--out", a, "--out", b]);
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 10, "five CRDs in each: {out}");
+    let (ok, _, err) = egressctl(&["crds", "--check", a, "--check", b]);
+    assert!(ok, "{err}");
+    // One stale copy fails the check, names the directory and the file,
+    // and says how to regenerate both.
+    let file = std::path::Path::new(b).join("podendpoints.egressgateway.kubernetes.azure.com.yaml");
+    std::fs::write(&file, "stale").unwrap();
+    let (ok, _, err) = egressctl(&["crds", "--check", a, "--check", b]);
+    std::fs::remove_dir_all(&root).unwrap();
+    assert!(!ok);
+    assert!(
+        err.contains(b)
+            && err.contains("podendpoints.egressgateway.kubernetes.azure.com.yaml differs"),
+        "{err}"
+    );
+    assert!(
+        !err.contains(&format!("{a}:")),
+        "the good copy is not named: {err}"
+    );
+    assert!(
+        err.contains(&format!("egressctl crds --out {a} --out {b}")),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_charts_crds_are_up_to_date() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy");
+    let (ok, _, err) = egressctl(&[
+        "crds",
+        "--check",
+        &format!("{root}/crds"),
+        "--check",
+        &format!("{root}/helm/egress-gateway/crds"),
+    ]);
+    assert!(ok, "{err}");
+}
