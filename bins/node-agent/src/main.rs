@@ -92,7 +92,13 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    let marker = uninstall_marker(&args);
     if matches!(args.command, Some(Cmd::Uninstall)) {
+        // The marker first: a running agent (this command runs as its
+        // container's preStop hook) then stops re-installing the chain.
+        std::fs::create_dir_all(&args.backup_dir)
+            .and_then(|()| std::fs::write(&marker, b"uninstalled\n"))
+            .with_context(|| format!("cannot write {}", marker.display()))?;
         conflist::uninstall(&layout(&args)).context("uninstalling the CNI configuration")?;
         tracing::info!("CNI configuration restored");
         return Ok(());
@@ -141,7 +147,13 @@ async fn main() -> anyhow::Result<()> {
         "failureMode": args.failure_mode,
         "agentSocket": args.socket,
     });
-    install_loop(layout(&args), plugin, metrics.clone());
+    // A new agent installs again, whatever an earlier one uninstalled.
+    match std::fs::remove_file(&marker) {
+        Ok(()) => tracing::info!("installing again after an uninstall"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => anyhow::bail!("cannot remove {}: {e}", marker.display()),
+    }
+    install_loop(layout(&args), plugin, metrics.clone(), marker);
     match Box::pin(recover::recover(&pods, &args.netns_dir)).await {
         Ok(n) => tracing::info!(
             pods = n,
@@ -169,7 +181,7 @@ async fn main() -> anyhow::Result<()> {
     tokio::select! {
         r = serving => r.context("socket server")??,
         r = metrics_task => r.context("metrics server")??,
-        _ = tokio::signal::ctrl_c() => tracing::info!("stopping; the CNI configuration stays (the plugin fails open)"),
+        () = terminated() => tracing::info!("stopping; the CNI configuration stays (the plugin fails open)"),
     }
     resync.abort();
     Ok(())
@@ -178,10 +190,24 @@ async fn main() -> anyhow::Result<()> {
 /// Installs the chained configuration, and again whenever the primary
 /// changes (checked every few seconds). A missing or broken primary is
 /// reported and left alone.
-fn install_loop(layout: Layout, plugin: serde_json::Value, metrics: Arc<metrics::Metrics>) {
+/// Where `uninstall` leaves word for a running agent to stop installing.
+fn uninstall_marker(args: &Args) -> std::path::PathBuf {
+    args.backup_dir.join("uninstalled")
+}
+
+fn install_loop(
+    layout: Layout,
+    plugin: serde_json::Value,
+    metrics: Arc<metrics::Metrics>,
+    marker: std::path::PathBuf,
+) {
     tokio::spawn(async move {
         let mut last_error = String::new();
         loop {
+            if marker.exists() {
+                tracing::info!("uninstalled: no longer installing the chained CNI configuration");
+                return;
+            }
             match conflist::install(&layout, &plugin) {
                 Ok(done) => {
                     if !last_error.is_empty() || done.backed_up {
@@ -221,5 +247,17 @@ async fn serve_metrics(addr: String, metrics: Arc<metrics::Metrics>) -> anyhow::
             let _ = s.write_all(head.as_bytes()).await;
             let _ = s.write_all(body.as_bytes()).await;
         });
+    }
+}
+
+/// SIGTERM (the kubelet stopping the container) or SIGINT.
+async fn terminated() {
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
     }
 }

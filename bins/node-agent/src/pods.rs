@@ -7,8 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
-use egress_core::pod::{self, DEFAULT_KEEPALIVE, PodInputs, PodTunnel};
-use egress_core::routes::{RouteInputs, RoutePlan};
+use egress_core::pod::{self, PodInputs, PodTunnel};
 use egress_k8s::agent::{AgentApi, Gateway};
 use egress_net::netns::{NsRef, NsWorker};
 use egress_net::pod::{self as podnet, PodLink};
@@ -115,24 +114,15 @@ impl Pods {
             .retain(|_, lock| Arc::strong_count(lock) > 1);
     }
 
+    /// The pod's tunnel inputs: the same function `egressctl explain pod`
+    /// uses, so what is shown is what is plumbed.
     fn inputs(&self, p: &Plumbed, gw: &Gateway) -> Option<PodInputs> {
-        let server = gw.server.clone()?;
-        Some(PodInputs {
-            server,
-            routes: RoutePlan::new(&RouteInputs {
-                mode: gw.mode,
-                exclude_cidrs: gw.exclude_cidrs.clone(),
-                node_exceptions: self.exceptions.clone(),
-                primary_gateway: Some(p.primary_gateway),
-            }),
-            primary_iface: p.ifname.clone(),
-            primary_gateway: p.primary_gateway,
-            underlay_mtu: p.mtu,
-            // The configuration does not say whether the gateway egresses
-            // IPv6, so IPv6 stays on the pod's own routes.
-            ipv6_egress: false,
-            keepalive: Some(DEFAULT_KEEPALIVE),
-        })
+        let primary = egress_k8s::agent::PrimaryLink {
+            iface: p.ifname.clone(),
+            gateway: p.primary_gateway,
+            mtu: p.mtu,
+        };
+        egress_k8s::agent::pod_inputs(gw, &self.exceptions, &primary)
     }
 
     /// Whether the agent knows the pod or is working on it.
