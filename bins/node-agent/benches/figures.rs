@@ -30,6 +30,18 @@ use support::{
     wait_until,
 };
 
+/// The userspace WireGuard devices of pods on this machine, by name.
+fn pod_devices() -> Vec<String> {
+    std::fs::read_dir("/var/run/wireguard")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.starts_with("eg-"))
+        .map(|n| n.trim_end_matches(".sock").to_string())
+        .collect()
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i]
@@ -158,6 +170,7 @@ fn main() {
             Some("egress"),
         ));
     }
+    let devices_before = pod_devices();
     let before = agent_sum_count(&agent);
     let lat = concurrent_adds(&d, "apps", &pods);
     let after = agent_sum_count(&agent);
@@ -179,13 +192,12 @@ fn main() {
     );
 
     // A new gateway port and key: time until every pod's device has them.
-    let sockets: Vec<String> = std::fs::read_dir("/var/run/wireguard")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| n.starts_with("eg-"))
-        .map(|n| n.trim_end_matches(".sock").to_string())
+    // Only this run's devices: a killed earlier run can leave one behind.
+    let sockets: Vec<String> = pod_devices()
+        .into_iter()
+        .filter(|n| !devices_before.contains(n))
         .collect();
+    assert_eq!(sockets.len(), pods_n, "{sockets:?}");
     gw.rekey(free_udp_port());
     let start = Instant::now();
     rt.block_on(put_sgc(&client, "apps", "egress", &gw));
