@@ -515,13 +515,13 @@ fn chart_is_accepted_by_a_real_api_server_and_grants_least_privilege() {
             "registry.example/egress/egress-gateway-daemon:v9.9.10"
         );
         assert!(args(d).contains(&"--gateway-lb-probe-port=8090"));
-        assert!(!args(d).contains(&"--verify-pod-endpoints"));
+        assert!(args(d).contains(&"--verify-pod-endpoints=false"));
         assert!(
             args(container(
                 find(&default_docs, "DaemonSet", "egress-gateway-daemon"),
                 "gateway-daemon"
             ))
-            .contains(&"--verify-pod-endpoints")
+            .contains(&"--verify-pod-endpoints=true")
         );
 
         let controller = find(&private_docs, "Deployment", "egress-controller");
