@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use egress_core::model::PodEndpoint;
-use egress_core::node::{ActiveConfig, NodeState, desired, ready, tunnel_mtu};
+use egress_core::node::{ActiveConfig, NodeState, ready};
 use egress_core::traits::{Dataplane, sync_node};
 use egress_k8s::crd::{GatewayConfiguration, PeerConfiguration};
+use egress_k8s::gateway::plan::node_plan;
 use egress_k8s::gateway::{GatewayWatch, NodeIdentity, StatusWriter};
 use egress_net::LinuxDataplane;
 use egress_net::dataplane::StaticKeys;
@@ -50,10 +51,7 @@ pub struct Reconciler {
 
 impl Reconciler {
     fn plan(&mut self) -> (NodeState, Vec<PodEndpoint>) {
-        let snap = self.watch.snapshot(&self.identity);
-        for reason in &snap.rejected {
-            tracing::warn!(%reason, "ignoring object");
-        }
+        let mut snap = self.watch.snapshot(&self.identity);
         let mut placed: BTreeMap<String, ActiveConfig> = snap
             .configs
             .iter()
@@ -92,23 +90,16 @@ impl Reconciler {
             }
         }
         self.placed = placed;
-        let configs: Vec<ActiveConfig> = self.placed.values().cloned().collect();
-        // A peer whose key cannot be a WireGuard key would fail every pass.
-        let endpoints: Vec<_> = snap
-            .endpoints
-            .into_iter()
-            .filter(|e| {
-                let ok = egress_net::wireguard::valid_key(&e.public_key);
-                if !ok {
-                    tracing::warn!(pod_endpoint = %format!("{}/{}", e.namespace, e.name), "spec.podPublicKey is not a WireGuard key; ignoring");
-                }
-                ok
-            })
-            .collect();
-        (
-            desired(&configs, &endpoints, tunnel_mtu(self.underlay_mtu)),
-            endpoints,
-        )
+        // The same planning as `egressctl doctor`, with this daemon's memory
+        // of placed configurations in place of the snapshot's (the kept ones
+        // are logged above).
+        snap.configs = self.placed.values().cloned().collect();
+        snap.unplaced.clear();
+        let plan = node_plan(snap, self.underlay_mtu, egress_net::wireguard::valid_key);
+        for reason in &plan.notes {
+            tracing::warn!(%reason, "ignoring object");
+        }
+        (plan.state, plan.endpoints)
     }
 
     /// One pass: plan, apply until nothing is left to do (at most three
