@@ -10,6 +10,10 @@
 #   --dir DEST             an empty directory
 #   --entrypoint JSON      e.g. '["/egressctl"]' (default: none)
 #   --cmd JSON             e.g. '["--help"]' (default: none)
+#   --ref REF              another name for the same image (repeatable): one
+#                          layer imported once, known under every name
+#   --strip                strip debug information from the --file binaries
+#                          copied (ELF files only; the sources are untouched)
 #
 # REF (e.g. localhost/egressctl:test) is stored as the image name annotation,
 # so the imported image is called REF. Pods refer to it with
@@ -25,8 +29,8 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 root="$work/root" blobs="$work/oci/blobs/sha256"
 mkdir -p "$root" "$blobs"
-entrypoint=null cmd=null libs=0
-binaries=()
+entrypoint=null cmd=null libs=0 strip=0
+binaries=() refs=("$ref") copied=()
 
 while (($#)); do
     case "$1" in
@@ -36,7 +40,7 @@ while (($#)); do
             [[ -f "$src" ]] || die "--file source $src is not a file"
             mkdir -p "$root/$(dirname "$dest")"
             cp -p "$src" "$root/$dest"
-            binaries+=("$src")
+            binaries+=("$src") copied+=("$root/$dest")
             shift 2 ;;
         --symlink)
             [[ "${2:-}" == *:* ]] || die "--symlink needs DEST:TARGET"
@@ -46,6 +50,8 @@ while (($#)); do
             shift 2 ;;
         --dir) [[ -n "${2:-}" ]] || die "--dir needs a path"; mkdir -p "$root/$2"; shift 2 ;;
         --libs) libs=1; shift ;;
+        --strip) strip=1; shift ;;
+        --ref) [[ "${2:-}" == *:* ]] || die "--ref needs name:tag"; refs+=("$2"); shift 2 ;;
         --entrypoint) [[ -n "${2:-}" ]] || die "--entrypoint needs a JSON array"; entrypoint="$2"; shift 2 ;;
         --cmd) [[ -n "${2:-}" ]] || die "--cmd needs a JSON array"; cmd="$2"; shift 2 ;;
         *) die "unknown option $1" ;;
@@ -61,6 +67,16 @@ if ((libs)); then
             mkdir -p "$root/$(dirname "$lib")"
             cp -L "$lib" "$root/$lib"
         done < <(ldd "$bin" 2>/dev/null | awk '/=>/ {print $3; next} /^[[:space:]]*\// {print $1}')
+    done
+fi
+
+if ((strip)); then
+    for f in "${copied[@]}"; do
+        # Only ELF files; a script or data file is left as it is.
+        if [[ "$(head -c4 "$f" | od -An -c | tr -d ' ')" == '177ELF' ]]; then
+            chmod u+w "$f"
+            strip --strip-debug "$f"
+        fi
     done
 fi
 
@@ -89,8 +105,13 @@ printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+js
     "$config_digest" "$config_size" "$layer_digest" "$layer_size" > "$work/manifest.json"
 read -r manifest_digest manifest_size < <(blob "$work/manifest.json")
 
-printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"platform":{"architecture":"amd64","os":"linux"},"annotations":{"io.containerd.image.name":"%s","org.opencontainers.image.ref.name":"%s"}}]}' \
-    "$manifest_digest" "$manifest_size" "$ref" "${ref##*:}" > "$work/oci/index.json"
+entries=()
+for r in "${refs[@]}"; do
+    entries+=("$(printf '{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"platform":{"architecture":"amd64","os":"linux"},"annotations":{"io.containerd.image.name":"%s","org.opencontainers.image.ref.name":"%s"}}' \
+        "$manifest_digest" "$manifest_size" "$r" "${r##*:}")")
+done
+printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[%s]}' \
+    "$(IFS=,; echo "${entries[*]}")" > "$work/oci/index.json"
 printf '{"imageLayoutVersion":"1.0.0"}' > "$work/oci/oci-layout"
 
 mkdir -p "$(dirname "$out")"

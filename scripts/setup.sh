@@ -19,9 +19,10 @@ log() { echo "setup: $*" >&2; }
 # CNI, whose portmap plugin needs iptables), openssl for service-account keys;
 # util-linux's nsenter and unshare for the test cluster's nodes, gcc,
 # pkg-config and libseccomp-dev for runc and the static pause binary,
-# busybox-static for the test cluster's test image.
+# busybox-static for the test cluster's test image, ca-certificates for the
+# product image (its Azure client needs TLS roots).
 packages=(nftables iproute2 containernetworking-plugins openssl procps iptables util-linux
-    gcc libc6-dev pkg-config libseccomp-dev busybox-static)
+    gcc libc6-dev pkg-config libseccomp-dev busybox-static ca-certificates)
 missing=()
 for p in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

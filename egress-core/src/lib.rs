@@ -15,6 +15,7 @@
 //! - [`node`]: a gateway node's dataplane, diffed into ordered idempotent operations.
 //! - [`drift`]: each way a gateway node differs from its plan, named for operators.
 //! - [`pod`]: a pod's tunnel interface, routes and reply path.
+//! - [`liveness`]: when a pod's silent tunnel should start a new handshake (fast failover).
 //! - [`traits`]: `CloudProvider`, `ClusterApi` and `Dataplane`, the seams to the world.
 //! - [`controller`]: the reconcile pass over every configuration, generic over the traits.
 //! - [`backoff`]: requeue delays as values.
@@ -31,6 +32,7 @@ pub mod controller;
 pub mod drift;
 mod error;
 pub mod lb;
+pub mod liveness;
 pub mod model;
 pub mod names;
 pub mod node;

@@ -72,6 +72,29 @@ impl FakeArm {
                     addr: options.listen,
                     source,
                 })?;
+        Self::serve_listener(listener, options)
+    }
+
+    /// Serves on a listener bound elsewhere (`options.listen` is ignored),
+    /// e.g. one bound inside another network namespace, so that clients in
+    /// that namespace reach the fake while the test process holds its state.
+    pub fn start_on(
+        listener: std::net::TcpListener,
+        options: FakeArmOptions,
+    ) -> Result<FakeArm, FakeArmError> {
+        let addr = listener.local_addr().map_err(FakeArmError::LocalAddr)?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|source| FakeArmError::Bind { addr, source })?;
+        let listener = TcpListener::from_std(listener)
+            .map_err(|source| FakeArmError::Bind { addr, source })?;
+        Self::serve_listener(listener, options)
+    }
+
+    fn serve_listener(
+        listener: TcpListener,
+        options: FakeArmOptions,
+    ) -> Result<FakeArm, FakeArmError> {
         let addr = listener.local_addr().map_err(FakeArmError::LocalAddr)?;
         let mut state = State::new(options.location.clone(), options.latency);
         state.request_log_limit = options.request_log_limit;

@@ -13,6 +13,7 @@
 mod support;
 
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -90,7 +91,7 @@ fn three_configurations_snat_reply_drop_delete_repair_and_idle() {
 
     // Each pod's traffic leaves with its configuration's egress IP, through
     // the node's masquerade, and the reply comes back through the tunnel.
-    let _pods = pod_tunnels(&topo.client, &gws, "a");
+    let pods = pod_tunnels(&topo.client, &gws, "a");
     for (i, g) in gws.iter().enumerate() {
         let seen_src =
             fetch_eventually(&topo.client, g.pod_ip, ECHO, Duration::from_secs(20)).unwrap();
@@ -98,6 +99,26 @@ fn three_configurations_snat_reply_drop_delete_repair_and_idle() {
             seen_src,
             format!("203.0.113.{}", 10 + i),
             "source seen by the echo host"
+        );
+    }
+    // The gateway answers from the frontend the tunnel came to, so each
+    // pod's WireGuard keeps the frontend as its endpoint (a reply from the
+    // node's own address would move the tunnel off the load balancer).
+    for (pod, g) in pods.iter().zip(&gws) {
+        let name = pod.name().to_string();
+        let host = topo
+            .client
+            .run(move || egress_net::wgctl::read(backend().control(), &name))
+            .unwrap()
+            .unwrap();
+        let endpoints: Vec<_> = host.peers.values().map(|p| p.endpoint).collect();
+        assert_eq!(
+            endpoints,
+            vec![Some(SocketAddr::new(
+                support::FRONTEND.parse().unwrap(),
+                g.config.server.port
+            ))],
+            "the pod's endpoint after the gateway's replies"
         );
     }
 

@@ -22,6 +22,13 @@ pub struct ImageSpec {
     pub entrypoint: Vec<String>,
     /// Extra empty directories, e.g. `/tmp`.
     pub dirs: Vec<String>,
+    /// `(link in the image, target)` symbolic links, e.g. `("/bin/sh", "busybox")`.
+    pub symlinks: Vec<(String, String)>,
+    /// More names (`name:tag`) for the same image: one layer, imported once.
+    pub also_named: Vec<String>,
+    /// Strip debug information from the copied binaries (smaller, faster
+    /// to import; the sources are untouched).
+    pub strip: bool,
 }
 
 /// Writes `out`, an image named `reference` (`name:tag`) holding `spec`.
@@ -38,6 +45,17 @@ pub fn build(out: &Path, reference: &str, spec: &ImageSpec) -> Result<PathBuf, E
     }
     if spec.with_libraries {
         args.push("--libs".into());
+    }
+    if spec.strip {
+        args.push("--strip".into());
+    }
+    for (link, target) in &spec.symlinks {
+        args.push("--symlink".into());
+        args.push(format!("{link}:{target}"));
+    }
+    for name in &spec.also_named {
+        args.push("--ref".into());
+        args.push(name.clone());
     }
     for d in &spec.dirs {
         args.push("--dir".into());

@@ -478,6 +478,7 @@ async fn an_image_of_a_project_binary_runs_in_a_pod() {
             with_libraries: true,
             entrypoint: vec!["/cluster-tests".into()],
             dirs: vec!["/tmp".into()],
+            ..egress_testkit::image::ImageSpec::default()
         },
     )
     .unwrap();

@@ -13,6 +13,7 @@ fn spec() -> ImageSpec {
         with_libraries: true,
         entrypoint: vec!["/bin/tests".into()],
         dirs: vec!["/tmp".into()],
+        ..ImageSpec::default()
     }
 }
 
@@ -95,4 +96,46 @@ fn list_gz(path: &std::path::Path) -> Option<String> {
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn one_layer_can_carry_several_names_and_stripped_binaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = spec();
+    spec.also_named = vec!["localhost/other:3".into()];
+    spec.symlinks = vec![("/bin/sh".into(), "tests".into())];
+    spec.strip = true;
+    let tar = build(&dir.path().join("i.tar"), "localhost/tests:3", &spec).unwrap();
+    let out = Command::new("tar")
+        .arg("-xOf")
+        .arg(&tar)
+        .arg("index.json")
+        .output()
+        .unwrap();
+    let index: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let manifests = index["manifests"].as_array().unwrap();
+    let names: Vec<&str> = manifests
+        .iter()
+        .map(|m| {
+            m["annotations"]["io.containerd.image.name"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(names, ["localhost/tests:3", "localhost/other:3"]);
+    assert_eq!(manifests[0]["digest"], manifests[1]["digest"]);
+    // Stripped: the layer is smaller than the same image unstripped.
+    let plain = build(
+        &dir.path().join("p.tar"),
+        "localhost/tests:3",
+        &self::spec(),
+    )
+    .unwrap();
+    let size = |p: &std::path::Path| std::fs::metadata(p).unwrap().len();
+    assert!(
+        size(&tar) < size(&plain),
+        "{} !< {}",
+        size(&tar),
+        size(&plain)
+    );
 }

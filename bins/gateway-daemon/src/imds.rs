@@ -17,9 +17,15 @@ async fn get(base: &str, path: &str) -> Result<Value> {
         .strip_prefix("http://")
         .context("the IMDS URL must start with http://")?
         .trim_end_matches('/');
+    // The real IMDS URL has no port: HTTP's default applies.
+    let address = if authority.contains(':') {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
     let mut stream = tokio::time::timeout(
         Duration::from_secs(5),
-        tokio::net::TcpStream::connect(authority),
+        tokio::net::TcpStream::connect(address),
     )
     .await
     .context("IMDS did not answer within 5 s")?

@@ -9,6 +9,7 @@
 //! CNI layer (`egress_cni`) to the plan in `egress_core::pod`.
 
 mod handler;
+mod liveness;
 mod metrics;
 mod pods;
 mod recover;
@@ -66,6 +67,11 @@ struct Args {
     /// Seconds between checks of running pods against the API.
     #[arg(long, default_value_t = 2)]
     resync_seconds: u64,
+    /// Milliseconds a pod's tunnel may leave data unanswered before its
+    /// session is dropped for a new handshake (through the load balancer,
+    /// to a healthy gateway node); 0 leaves it to WireGuard (15 s).
+    #[arg(long, default_value_t = 2000)]
+    tunnel_silence_ms: u64,
     #[command(subcommand)]
     command: Option<Cmd>,
 }
@@ -153,7 +159,7 @@ async fn main() -> anyhow::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => anyhow::bail!("cannot remove {}: {e}", marker.display()),
     }
-    install_loop(layout(&args), plugin, metrics.clone(), marker);
+    let installing = install_loop(layout(&args), plugin, metrics.clone(), marker.clone());
     match Box::pin(recover::recover(&pods, &args.netns_dir)).await {
         Ok(n) => tracing::info!(
             pods = n,
@@ -166,17 +172,19 @@ async fn main() -> anyhow::Result<()> {
         let every = Duration::from_secs(args.resync_seconds.max(1));
         let netns_dir = args.netns_dir.clone();
         tokio::spawn(async move {
-            let mut tick = 0u64;
             loop {
                 tokio::time::sleep(every).await;
                 pods.resync().await;
-                tick += 1;
-                if tick.is_multiple_of(3) {
-                    let _ = Box::pin(recover::recover(&pods, &netns_dir)).await;
+                // Pods the agent does not know that opt in now (a new
+                // annotation, a namespace default): from the node's pod
+                // watch, so every pass is cheap.
+                if let Err(e) = Box::pin(recover::recover(&pods, &netns_dir)).await {
+                    tracing::warn!(error = %format!("{e:#}"), "finding newly opted-in pods failed");
                 }
             }
         })
     };
+    let watch = liveness::spawn(pods.clone(), args.tunnel_silence_ms);
     let metrics_task = tokio::spawn(serve_metrics(args.metrics_addr.clone(), metrics));
     tokio::select! {
         r = serving => r.context("socket server")??,
@@ -184,6 +192,26 @@ async fn main() -> anyhow::Result<()> {
         () = terminated() => tracing::info!("stopping; the CNI configuration stays (the plugin fails open)"),
     }
     resync.abort();
+    if let Some(w) = watch {
+        w.abort();
+    }
+    uninstall_if_asked(installing, &marker, &layout(&args)).await
+}
+
+/// The preStop hook's uninstall may have raced a pass of the install loop
+/// that had checked the marker just before: with the loop stopped, an
+/// uninstall asked for is done again (it is idempotent).
+async fn uninstall_if_asked(
+    installing: tokio::task::JoinHandle<()>,
+    marker: &std::path::Path,
+    layout: &Layout,
+) -> anyhow::Result<()> {
+    installing.abort();
+    let _ = installing.await;
+    if marker.exists() {
+        conflist::uninstall(layout).context("uninstalling the CNI configuration")?;
+        tracing::info!("CNI configuration restored (uninstall asked for)");
+    }
     Ok(())
 }
 
@@ -200,7 +228,7 @@ fn install_loop(
     plugin: serde_json::Value,
     metrics: Arc<metrics::Metrics>,
     marker: std::path::PathBuf,
-) {
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut last_error = String::new();
         loop {
@@ -226,7 +254,7 @@ fn install_loop(
             }
             tokio::time::sleep(Duration::from_secs(3)).await;
         }
-    });
+    })
 }
 
 async fn serve_metrics(addr: String, metrics: Arc<metrics::Metrics>) -> anyhow::Result<()> {

@@ -16,6 +16,7 @@ pub struct Metrics {
     failures: Mutex<BTreeMap<&'static str, u64>>,
     replumbs: AtomicU64,
     on_tunnel: AtomicU64,
+    tunnel_resets: AtomicU64,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -51,6 +52,11 @@ impl Metrics {
     /// Counts a re-plumb of a running pod.
     pub fn replumb(&self) {
         self.replumbs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a silent tunnel's session dropped for a new handshake.
+    pub fn tunnel_reset(&self) {
+        self.tunnel_resets.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Sets the number of pods on the tunnel.
@@ -89,9 +95,10 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
-            "# TYPE egress_agent_replumbs_total counter\negress_agent_replumbs_total {}\n# TYPE egress_agent_pods_on_tunnel gauge\negress_agent_pods_on_tunnel {}",
+            "# TYPE egress_agent_replumbs_total counter\negress_agent_replumbs_total {}\n# TYPE egress_agent_pods_on_tunnel gauge\negress_agent_pods_on_tunnel {}\n# TYPE egress_agent_tunnel_resets_total counter\negress_agent_tunnel_resets_total {}",
             self.replumbs.load(Ordering::Relaxed),
-            self.on_tunnel.load(Ordering::Relaxed)
+            self.on_tunnel.load(Ordering::Relaxed),
+            self.tunnel_resets.load(Ordering::Relaxed)
         );
         out
     }

@@ -95,7 +95,7 @@ fn same_sandbox(plumbed: &str, asked: &str) -> bool {
 
 impl Pods {
     /// Waits for the pod's lock.
-    async fn lock_pod(&self, key: &PodKey) -> tokio::sync::OwnedMutexGuard<()> {
+    pub async fn lock_pod(&self, key: &PodKey) -> tokio::sync::OwnedMutexGuard<()> {
         let lock = {
             let mut locks = self
                 .locks

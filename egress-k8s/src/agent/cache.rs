@@ -71,6 +71,15 @@ impl AgentCache {
             .map(|p| (*p).clone())
     }
 
+    /// Every pod of this node, once the watch has listed them (`None`
+    /// before that, so a caller reads the API instead of trusting an empty
+    /// store).
+    pub fn pods(&self) -> Option<Vec<Pod>> {
+        let ready = futures_util::FutureExt::now_or_never(self.pods.wait_until_ready())
+            .is_some_and(|r| r.is_ok());
+        ready.then(|| self.pods.state().iter().map(|p| (**p).clone()).collect())
+    }
+
     /// The namespace's annotations, if the watch has it.
     pub fn namespace_annotation(&self, ns: &str, key: &str) -> Option<Option<String>> {
         self.namespaces.get(&ObjectRef::new(ns)).map(|n| {

@@ -191,8 +191,12 @@ impl AgentApi {
             .map_err(api_err(format!("get pod {ns}/{name}")))
     }
 
-    /// Pods scheduled on this node.
+    /// Pods scheduled on this node: from the node's watch once it has
+    /// listed them, so calling this every few seconds costs the API nothing.
     pub async fn pods_on_node(&self) -> Result<Vec<Pod>, Error> {
+        if let Some(pods) = self.cache.as_ref().and_then(|c| c.pods()) {
+            return Ok(pods);
+        }
         let lp = kube::api::ListParams::default().fields(&format!("spec.nodeName={}", self.node));
         Ok(Api::<Pod>::all(self.client.clone())
             .list(&lp)

@@ -44,9 +44,13 @@ impl LinuxDataplane {
                 let label = frontend_label(&self.cfg.node_interface);
                 self.host_rtnl
                     .add_address(index, *ip, host_len(*ip), Some(&label))
-                    .await
+                    .await?;
+                self.nft_host(tables::host_frontend(*ip)).await
             }
             NodeOp::RemoveFrontendIp(ip) => {
+                let host = self.listing(false).await?;
+                self.nft_host(tables::host_frontend_removed(&host, *ip))
+                    .await?;
                 let index = self.host_rtnl.index(&self.cfg.node_interface).await?;
                 self.host_rtnl.del_address(index, *ip, host_len(*ip)).await
             }

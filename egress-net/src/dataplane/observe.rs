@@ -163,7 +163,7 @@ impl LinuxDataplane {
     }
 }
 
-/// Our labelled /32s on the node interface.
+/// Our labelled /32s on the node interface that the host table redirects.
 fn frontends(host: &NsView, node_interface: &str) -> BTreeSet<IpAddr> {
     let Some(node_if) = host.link(node_interface) else {
         return BTreeSet::new();
@@ -172,6 +172,7 @@ fn frontends(host: &NsView, node_interface: &str) -> BTreeSet<IpAddr> {
     host.addrs_on(node_if.index)
         .filter(|a| a.label.as_deref() == Some(label.as_str()) && a.prefix == host_len(a.ip))
         .map(|a| a.ip)
+        .filter(|ip| tables::is_frontend(&host.table, *ip))
         .collect()
 }
 

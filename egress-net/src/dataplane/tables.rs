@@ -12,6 +12,15 @@
 //!   own base chain, and kube-proxy's or ip-masq-agent's masquerade in another
 //!   table would still run. Once a NAT binding exists, later NAT chains skip
 //!   the flow.
+//!   Tunnel packets to a frontend IP (sets `frontend4`/`frontend6`) are
+//!   redirected to the node's own address, so conntrack gives the replies the
+//!   frontend as source again. The load balancer keeps the frontend as
+//!   destination (floating IP) and the pod's WireGuard takes the reply's
+//!   source as the gateway's endpoint: a reply from the node's own address
+//!   would move the pod's tunnel off the load balancer onto this node, and
+//!   it would then neither drain nor fail over. wireguard-go answers from
+//!   the node's address (it does not keep the destination a packet came to),
+//!   so without this every pod roams.
 //!
 //! Per-configuration state lives in map and set elements, so adding or
 //! removing a configuration is one small transaction that never rewrites the
@@ -78,6 +87,16 @@ fn gateway_rules(veth: &str) -> Vec<(&'static str, &'static str, String)> {
 fn host_rules() -> Vec<(&'static str, &'static str, String)> {
     vec![
         (
+            "prerouting",
+            "egress: tunnels to ipv4 frontends answer from them",
+            "ip daddr @frontend4 meta l4proto udp redirect".into(),
+        ),
+        (
+            "prerouting",
+            "egress: tunnels to ipv6 frontends answer from them",
+            "ip6 daddr @frontend6 meta l4proto udp redirect".into(),
+        ),
+        (
             "postrouting",
             "egress: keep translated ipv4 sources",
             "ip saddr @exempt4 snat ip to ip saddr".into(),
@@ -108,10 +127,24 @@ const GATEWAY_CHAINS: [(&str, &str); 4] = [
         "type filter hook forward priority filter; policy accept;",
     ),
 ];
-const HOST_CHAINS: [(&str, &str); 1] = [(
-    "postrouting",
-    "type nat hook postrouting priority srcnat - 10; policy accept;",
-)];
+const HOST_CHAINS: [(&str, &str); 2] = [
+    (
+        "prerouting",
+        "type nat hook prerouting priority dstnat - 10; policy accept;",
+    ),
+    (
+        "postrouting",
+        "type nat hook postrouting priority srcnat - 10; policy accept;",
+    ),
+];
+
+/// The host table's set declarations (`add` of an existing set is accepted).
+const HOST_SETS: [&str; 4] = [
+    "set inet egress_gateway_host exempt4 { type ipv4_addr; }",
+    "set inet egress_gateway_host exempt6 { type ipv6_addr; }",
+    "set inet egress_gateway_host frontend4 { type ipv4_addr; }",
+    "set inet egress_gateway_host frontend6 { type ipv6_addr; }",
+];
 
 fn render_base(
     table: &str,
@@ -154,15 +187,7 @@ pub fn gateway_base(veth: &str) -> String {
 /// The host table's chain and rules, rewritten in one transaction; its sets
 /// are kept.
 pub fn host_base() -> String {
-    render_base(
-        HOST_TABLE,
-        &[
-            "set inet egress_gateway_host exempt4 { type ipv4_addr; }",
-            "set inet egress_gateway_host exempt6 { type ipv6_addr; }",
-        ],
-        &HOST_CHAINS,
-        &host_rules(),
-    )
+    render_base(HOST_TABLE, &HOST_SETS, &HOST_CHAINS, &host_rules())
 }
 
 /// Deletes a table; nft accepts `add` then `delete`, so a missing table is fine.
@@ -248,6 +273,42 @@ pub fn host_exempt_removed(now: &Listing, ip: IpAddr) -> String {
         &ip.to_string(),
     );
     t
+}
+
+/// Makes a frontend IP's tunnels answer from it. The table and its sets are
+/// declared first (both accepted when present), so this works before the
+/// plumbing's rules are in place.
+pub fn host_frontend(ip: IpAddr) -> String {
+    let mut t = format!("add table inet {HOST_TABLE}\n");
+    for set in HOST_SETS {
+        let _ = writeln!(t, "add {set}");
+    }
+    let _ = writeln!(
+        t,
+        "add element inet {HOST_TABLE} frontend{} {{ {ip} }}",
+        v(ip)
+    );
+    t
+}
+
+/// Ends a frontend IP's redirect.
+pub fn host_frontend_removed(now: &Listing, ip: IpAddr) -> String {
+    let mut t = String::new();
+    remove(
+        &mut t,
+        now,
+        HOST_TABLE,
+        &format!("frontend{}", v(ip)),
+        &ip.to_string(),
+    );
+    t
+}
+
+/// Whether the host table lists `ip` as a frontend.
+pub fn is_frontend(l: &Listing, ip: IpAddr) -> bool {
+    l.sets
+        .get(&format!("frontend{}", v(ip)))
+        .is_some_and(|s| s.contains(&ip.to_string()))
 }
 
 /// Removes every SNAT element that names `ip` from the gateway table.

@@ -16,6 +16,7 @@ pub mod ruleset;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::sync::Arc;
 
 use defguard_wireguard_rs::host::Host;
@@ -23,11 +24,12 @@ use defguard_wireguard_rs::key::Key;
 use defguard_wireguard_rs::net::IpAddrMask;
 use defguard_wireguard_rs::peer::Peer;
 use defguard_wireguard_rs::{InterfaceConfiguration, Kernel, WGApi, WireguardInterfaceApi};
+use egress_core::liveness::Counters;
 use egress_core::pod::{NextHop, POD_INTERFACE, PodRoute, PodTunnel, TunnelPeer};
 use ipnet::IpNet;
 
 use crate::Error;
-use crate::netns::NsWorker;
+use crate::netns::{NsRef, NsWorker};
 use crate::rtnl::{MarkRule, Route, Rtnl};
 use crate::wgctl::Control;
 use crate::wireguard::{Backend, Device};
@@ -257,6 +259,29 @@ pub async fn peer_of_device(
         .values()
         .next()
         .map(|p| (p.public_key.to_string(), p.endpoint)))
+}
+
+/// The tunnel's byte counters (its one peer's, zero before it has one), for
+/// `egress_core::liveness`. A userspace device is read over its control
+/// socket from anywhere; a kernel device only from inside the pod, whose
+/// namespace `netns` is entered only then.
+pub async fn counters(link: &PodLink, netns: &Path) -> Result<Counters, Error> {
+    let host = match link.control() {
+        Control::Uapi => crate::wgctl::read(Control::Uapi, &link.node_name)?,
+        Control::Kernel => {
+            NsWorker::start(NsRef::Path(netns.to_path_buf()))
+                .await?
+                .run(|| crate::wgctl::read(Control::Kernel, POD_INTERFACE))
+                .await??
+        }
+    };
+    Ok(host
+        .peers
+        .values()
+        .fold(Counters::default(), |c, p| Counters {
+            tx_bytes: c.tx_bytes.saturating_add(p.tx_bytes),
+            rx_bytes: c.rx_bytes.saturating_add(p.rx_bytes),
+        }))
 }
 
 fn route_of(r: &PodRoute, wg: u32, primary: u32) -> Route {

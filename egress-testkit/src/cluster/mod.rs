@@ -68,6 +68,7 @@ const FIELD_MANAGER: &str = "egress-testkit";
 pub struct ClusterBuilder {
     workers: u8,
     gateways: u8,
+    gateway_names: Vec<String>,
     images: Vec<PathBuf>,
 }
 
@@ -84,6 +85,18 @@ impl ClusterBuilder {
     #[must_use]
     pub fn gateways(mut self, n: u8) -> Self {
         self.gateways = n;
+        self
+    }
+
+    /// Gateway nodes with these names instead of `gateway-<n>` (one per
+    /// name; replaces [`Self::gateways`]). AKS names a node after its VM's
+    /// computer name (`aks-gwpool-12345678-vmss000000`), which is what a
+    /// cloud's instance metadata reports, so a test that reads node identity
+    /// from a fake cloud names its nodes the same way.
+    #[must_use]
+    pub fn gateway_names<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.gateway_names = names.into_iter().map(Into::into).collect();
+        self.gateways = u8::try_from(self.gateway_names.len()).unwrap_or(u8::MAX);
         self
     }
 
@@ -177,7 +190,10 @@ impl ClusterBuilder {
                 }
                 Role::Gateway => {
                     gateways += 1;
-                    format!("gateway-{gateways}")
+                    self.gateway_names
+                        .get(gateways - 1)
+                        .cloned()
+                        .unwrap_or_else(|| format!("gateway-{gateways}"))
                 }
             };
             let index = u8::try_from(i + 1).map_err(|_| {

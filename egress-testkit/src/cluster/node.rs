@@ -204,7 +204,9 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.snapshotter.v1.bt
   [plugins."io.containerd.cri.v1.images".pinned_images]
     sandbox = "{PAUSE_IMAGE}"
 [plugins."io.containerd.cri.v1.runtime"]
-  netns_mounts_under_state_dir = true
+  # Pod network namespaces at /var/run/netns, as on a real node: inside the
+  # node's own /run, where host-network pods (the node agent) see them.
+  netns_mounts_under_state_dir = false
   # This kind of VM withholds CAP_SYS_RESOURCE: oom_score_adj cannot be lowered.
   restrict_oom_score_adj = true
   enable_cdi = false
@@ -338,7 +340,19 @@ D={dir}
 for h in {hierarchies}; do echo 0 > /sys/fs/cgroup/$h/{cgroup}/daemons/cgroup.procs; done
 # A private /run (shim sockets, runc state) and the node's own CNI directories
 # at the paths a real node has them.
+# The host's own /run/netns (where `ip netns` pins namespaces) came along
+# when this mount namespace was made; hidden under the new /run it would
+# still be found first by the runtime's propagation check, so detach it.
+umount -l /run/netns 2>/dev/null || true
 mount -t tmpfs -o mode=755 tmpfs /run
+# Shared inside the node, as systemd makes it on a real one, so a pod's
+# Bidirectional or HostToContainer mounts of /run/netns propagate.
+mount --make-rshared /run
+# Pod network namespaces are pinned in /run/netns, a shared mount of its own
+# as `ip netns` makes it, which pods may mount with propagation.
+mkdir -p /run/netns
+mount --bind /run/netns /run/netns
+mount --make-shared /run/netns
 mkdir -p {CNI_CONF_DIR} {CNI_BIN_DIR}
 mount --bind $D/net.d {CNI_CONF_DIR}
 mount --bind $D/cni-bin {CNI_BIN_DIR}

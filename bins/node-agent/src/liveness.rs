@@ -1,0 +1,88 @@
+//! Fast failover on the pod side: every tunnel's counters are sampled once
+//! a second and `egress_core::liveness` says which silent tunnel to reset.
+//! A reset re-writes the tunnel's peer, which drops its session, so the
+//! next packet starts a handshake through the load balancer to a healthy
+//! gateway node instead of waiting out WireGuard's own 15 seconds.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use egress_core::liveness::{Liveness, LivenessSettings, Verdict};
+use egress_net::netns::{NsRef, NsWorker};
+use egress_net::pod as podnet;
+
+use crate::pods::{PodKey, Pods};
+
+/// Starts the watch (sampling each second) unless `silence_ms` is 0.
+pub fn spawn(pods: Arc<Pods>, silence_ms: u64) -> Option<tokio::task::JoinHandle<()>> {
+    (silence_ms > 0).then(|| {
+        let settings = LivenessSettings {
+            silence_ms,
+            ..LivenessSettings::default()
+        };
+        tokio::spawn(watch(pods, settings, Duration::from_secs(1)))
+    })
+}
+
+/// Samples every `every` until the task is aborted.
+pub async fn watch(pods: Arc<Pods>, settings: LivenessSettings, every: Duration) {
+    let start = Instant::now();
+    // Keyed by pod and sandbox, so a new sandbox starts a new watch.
+    let mut watched: HashMap<(PodKey, String), Liveness> = HashMap::new();
+    loop {
+        tokio::time::sleep(every).await;
+        let now_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let mut reset = Vec::new();
+        {
+            let state = pods.state.lock().await;
+            watched.retain(|(key, sandbox), _| {
+                state
+                    .get(key)
+                    .is_some_and(|p| &p.container_id == sandbox && p.installed.is_some())
+            });
+            for (key, p) in state.iter() {
+                let Some((link, _)) = &p.installed else {
+                    continue;
+                };
+                let counters = match podnet::counters(link, &p.netns).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::debug!(pod = %format!("{}/{}", key.0, key.1), error = %e, "reading tunnel counters failed");
+                        continue;
+                    }
+                };
+                let live = watched
+                    .entry((key.clone(), p.container_id.clone()))
+                    .or_insert_with(|| Liveness::new(settings, counters));
+                if live.observe(now_ms, counters) == Verdict::Reset {
+                    reset.push((key.clone(), p.container_id.clone(), live.streak()));
+                }
+            }
+        }
+        for (key, sandbox, streak) in reset {
+            let _held = pods.lock_pod(&key).await;
+            let state = pods.state.lock().await;
+            let Some(p) = state.get(&key).filter(|p| p.container_id == sandbox) else {
+                continue;
+            };
+            let Some((link, tunnel)) = &p.installed else {
+                continue;
+            };
+            let done = match NsWorker::start(NsRef::Path(p.netns.clone())).await {
+                Ok(w) => podnet::set_peer(link, &w, tunnel, &p.key.private).await,
+                Err(e) => Err(e),
+            };
+            match done {
+                Ok(()) => {
+                    pods.metrics.tunnel_reset();
+                    tracing::info!(pod = %format!("{}/{}", key.0, key.1), streak, "tunnel silent: session dropped for a new handshake");
+                }
+                Err(e) => {
+                    pods.metrics.failure("tunnel_reset");
+                    tracing::warn!(pod = %format!("{}/{}", key.0, key.1), error = %e, "resetting a silent tunnel failed");
+                }
+            }
+        }
+    }
+}
