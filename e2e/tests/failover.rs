@@ -109,25 +109,28 @@ async fn a_drained_gateway_loses_no_request_and_a_killed_one_fails_over_in_time(
     tokio::time::sleep(Duration::from_secs(2)).await;
     let drained_at = Instant::now();
     set_gateway_label(&stack, &serving, false).await;
-    let moved = first_from(
-        &stack,
-        &stream,
-        &survivor,
-        drained_at,
-        "requests to leave through the other gateway node",
-    )
-    .await
-    .unwrap();
-    let ((), torn_down) = eventually("the drained node's gateway daemon to go", WAIT, || async {
-        let left = daemons_on(&stack, &serving).await;
-        if left.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("{left:?}"))
-        }
-    })
-    .await
-    .unwrap();
+    // Both measured from the label's removal, side by side: when requests
+    // first leave through the other node, and when the drained node's
+    // daemon (which holds its state while it drains) is gone.
+    let (moved, gone) = tokio::join!(
+        first_from(
+            &stack,
+            &stream,
+            &survivor,
+            drained_at,
+            "requests to leave through the other gateway node",
+        ),
+        eventually("the drained node's gateway daemon to go", WAIT, || async {
+            let left = daemons_on(&stack, &serving).await;
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{left:?}"))
+            }
+        }),
+    );
+    let moved = moved.unwrap();
+    let ((), torn_down) = gone.unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let end = Instant::now();
     tokio::time::sleep(Duration::from_secs(u64::from(REQUEST_TIMEOUT_SECS) + 1)).await;
@@ -146,7 +149,8 @@ async fn a_drained_gateway_loses_no_request_and_a_killed_one_fails_over_in_time(
     );
     assert!(
         moved - drained_at < torn_down,
-        "traffic moved ({:?}) before the drained node's state went ({torn_down:?})",
+        "traffic moved only after {:?}, not before the drained node's daemon and its state went \
+         ({torn_down:?})",
         moved - drained_at
     );
     assert!(

@@ -33,31 +33,41 @@ pub async fn watch(pods: Arc<Pods>, settings: LivenessSettings, every: Duration)
     loop {
         tokio::time::sleep(every).await;
         let now_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let mut reset = Vec::new();
-        {
+        // What to read is taken under the state lock; the reads run after
+        // it is released, so CNI requests never wait for a sampling round.
+        let readers: Vec<_> = {
             let state = pods.state.lock().await;
             watched.retain(|(key, sandbox), _| {
                 state
                     .get(key)
                     .is_some_and(|p| &p.container_id == sandbox && p.installed.is_some())
             });
-            for (key, p) in state.iter() {
-                let Some((link, _)) = &p.installed else {
+            state
+                .iter()
+                .filter_map(|(key, p)| {
+                    let (link, _) = p.installed.as_ref()?;
+                    Some((
+                        key.clone(),
+                        p.container_id.clone(),
+                        link.counter_reader(&p.netns),
+                    ))
+                })
+                .collect()
+        };
+        let mut reset = Vec::new();
+        for (key, sandbox, reader) in readers {
+            let counters = match reader.read().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::debug!(pod = %format!("{}/{}", key.0, key.1), error = %e, "reading tunnel counters failed");
                     continue;
-                };
-                let counters = match podnet::counters(link, &p.netns).await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::debug!(pod = %format!("{}/{}", key.0, key.1), error = %e, "reading tunnel counters failed");
-                        continue;
-                    }
-                };
-                let live = watched
-                    .entry((key.clone(), p.container_id.clone()))
-                    .or_insert_with(|| Liveness::new(settings, counters));
-                if live.observe(now_ms, counters) == Verdict::Reset {
-                    reset.push((key.clone(), p.container_id.clone(), live.streak()));
                 }
+            };
+            let live = watched
+                .entry((key.clone(), sandbox.clone()))
+                .or_insert_with(|| Liveness::new(settings, counters));
+            if live.observe(now_ms, counters) == Verdict::Reset {
+                reset.push((key, sandbox, live.streak()));
             }
         }
         for (key, sandbox, streak) in reset {

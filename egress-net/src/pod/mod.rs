@@ -16,7 +16,7 @@ pub mod ruleset;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use defguard_wireguard_rs::host::Host;
@@ -261,27 +261,50 @@ pub async fn peer_of_device(
         .map(|p| (p.public_key.to_string(), p.endpoint)))
 }
 
-/// The tunnel's byte counters (its one peer's, zero before it has one), for
-/// `egress_core::liveness`. A userspace device is read over its control
-/// socket from anywhere; a kernel device only from inside the pod, whose
-/// namespace `netns` is entered only then.
-pub async fn counters(link: &PodLink, netns: &Path) -> Result<Counters, Error> {
-    let host = match link.control() {
-        Control::Uapi => crate::wgctl::read(Control::Uapi, &link.node_name)?,
-        Control::Kernel => {
-            NsWorker::start(NsRef::Path(netns.to_path_buf()))
-                .await?
-                .run(|| crate::wgctl::read(Control::Kernel, POD_INTERFACE))
-                .await??
+/// Where a tunnel's byte counters are read from: cheap to clone, and it
+/// holds no device, so a caller can read counters without holding whatever
+/// guards the [`PodLink`] itself.
+#[derive(Debug, Clone)]
+pub struct CounterReader {
+    control: Control,
+    node_name: String,
+    netns: PathBuf,
+}
+
+impl PodLink {
+    /// A reader of this tunnel's counters; `netns` is the pod's namespace.
+    pub fn counter_reader(&self, netns: &Path) -> CounterReader {
+        CounterReader {
+            control: self.control(),
+            node_name: self.node_name.clone(),
+            netns: netns.to_path_buf(),
         }
-    };
-    Ok(host
-        .peers
-        .values()
-        .fold(Counters::default(), |c, p| Counters {
-            tx_bytes: c.tx_bytes.saturating_add(p.tx_bytes),
-            rx_bytes: c.rx_bytes.saturating_add(p.rx_bytes),
-        }))
+    }
+}
+
+impl CounterReader {
+    /// The tunnel's byte counters (its one peer's, zero before it has one),
+    /// for `egress_core::liveness`. A userspace device is read over its
+    /// control socket from anywhere; a kernel device only from inside the
+    /// pod, whose namespace is entered only then.
+    pub async fn read(&self) -> Result<Counters, Error> {
+        let host = match self.control {
+            Control::Uapi => crate::wgctl::read(Control::Uapi, &self.node_name)?,
+            Control::Kernel => {
+                NsWorker::start(NsRef::Path(self.netns.clone()))
+                    .await?
+                    .run(|| crate::wgctl::read(Control::Kernel, POD_INTERFACE))
+                    .await??
+            }
+        };
+        Ok(host
+            .peers
+            .values()
+            .fold(Counters::default(), |c, p| Counters {
+                tx_bytes: c.tx_bytes.saturating_add(p.tx_bytes),
+                rx_bytes: c.rx_bytes.saturating_add(p.rx_bytes),
+            }))
+    }
 }
 
 fn route_of(r: &PodRoute, wg: u32, primary: u32) -> Route {
