@@ -87,6 +87,10 @@ pub struct Liveness {
     /// Resets in the current streak, and when the last one was asked for.
     streak: u32,
     last_reset: Option<u64>,
+    /// When the previous sample asked for a reset: data seen in the next
+    /// sample went out with the reset's handshake, so its silence counts
+    /// from the reset rather than from that later sample.
+    reset_in_last_sample: Option<u64>,
 }
 
 impl Liveness {
@@ -99,6 +103,7 @@ impl Liveness {
             unanswered_since: None,
             streak: 0,
             last_reset: None,
+            reset_in_last_sample: None,
         }
     }
 
@@ -126,6 +131,7 @@ impl Liveness {
             *self = Self::new(self.settings, counters);
             return Verdict::Fine;
         }
+        let after_reset = self.reset_in_last_sample.take();
         let sent = counters.tx_bytes - self.last.tx_bytes;
         let received = counters.rx_bytes - self.last.rx_bytes;
         self.last = counters;
@@ -140,7 +146,7 @@ impl Liveness {
             return Verdict::Fine;
         }
         if sent >= MIN_DATA_BYTES && self.unanswered_since.is_none() {
-            self.unanswered_since = Some(now_ms);
+            self.unanswered_since = Some(after_reset.unwrap_or(now_ms));
         }
         let Some(since) = self.unanswered_since else {
             return Verdict::Fine;
@@ -156,9 +162,12 @@ impl Liveness {
         self.streak = self.streak.saturating_add(1);
         self.last_reset = Some(now_ms);
         // The clock restarts with the next data sent: the reset's own
-        // handshake (148 bytes) counts, so a handshake nobody answers leads
-        // to the next reset once the gap allows.
+        // handshake (148 bytes) counts, from the reset on, so a handshake
+        // nobody answers leads to the next reset a silence later (once the
+        // gap allows), not a silence plus a sample. An idle tunnel sends
+        // nothing after its reset and is left alone.
         self.unanswered_since = None;
+        self.reset_in_last_sample = Some(now_ms);
         Verdict::Reset
     }
 }

@@ -94,6 +94,35 @@ fn one_way_traffic_backs_off_to_one_reset_per_max_gap() {
 }
 
 #[test]
+fn a_dead_gateway_is_retried_a_silence_apart() {
+    let mut t = Tunnel::new();
+    assert_eq!(t.second(DATA, DATA), Verdict::Fine);
+    let mut resets = Vec::new();
+    // Nothing answers: neither data nor the resets' handshakes.
+    for s in 2..=12u64 {
+        if t.second(DATA + 148, 0) == Verdict::Reset {
+            resets.push(s);
+        }
+    }
+    // Silence counted from the first unanswered sample (2 s), then from
+    // each reset: the quick resets come a silence apart, not a silence
+    // plus a sample.
+    assert_eq!(resets, vec![4, 6, 8, 10, 12]);
+}
+
+#[test]
+fn an_idle_tunnel_is_not_reset_again() {
+    let mut t = Tunnel::new();
+    assert_eq!(t.second(DATA, 0), Verdict::Fine);
+    assert_eq!(t.second(DATA, 0), Verdict::Fine);
+    assert_eq!(t.second(DATA, 0), Verdict::Reset);
+    // The pod stops sending: no handshake, no data, no further reset.
+    for _ in 0..120 {
+        assert_eq!(t.second(0, 0), Verdict::Fine);
+    }
+}
+
+#[test]
 fn a_new_device_starts_over() {
     let mut t = Tunnel::new();
     t.second(10_000, 10_000);
@@ -118,12 +147,13 @@ fn a_reset_too_soon_waits() {
         verdicts.push(live.observe(s * 1_000, c));
     }
     // Silence from 1 s; reset at 2 s; the gap doubles at once (no quick
-    // resets): 2 s, so 4 s; then 4 s, so 8 s.
+    // resets): 2 s, so 4 s; then 4 s, so 8 s. Between resets the data is
+    // unanswered from the reset on, so the tunnel waits for the gap.
     assert_eq!(
         verdicts,
         vec![
-            Fine, Reset, Fine, Reset, Fine, Waiting, Waiting, Reset, Fine, Waiting, Waiting,
-            Waiting
+            Fine, Reset, Waiting, Reset, Waiting, Waiting, Waiting, Reset, Waiting, Waiting,
+            Waiting, Waiting
         ]
     );
 }
