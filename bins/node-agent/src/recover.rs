@@ -100,6 +100,9 @@ pub async fn recover(pods: &Pods, netns_dir: &Path) -> anyhow::Result<usize> {
     let mut n = 0;
     for (pod, gw, ip) in wanted {
         let Some(path) = ip.and_then(|ip| by_ip.get(&ip)) else {
+            // Running and opted in, yet no namespace holds its address: the
+            // pod stays off the tunnel until one does, so say so each pass.
+            tracing::warn!(pod = %format!("{}/{}", pod_ns(&pod), pod_name(&pod)), ip = ?ip, "an opted-in pod's network namespace was not found");
             continue;
         };
         let container = format!(
@@ -117,8 +120,13 @@ pub async fn recover(pods: &Pods, netns_dir: &Path) -> anyhow::Result<usize> {
             )
             .await
         {
-            Ok(true) => n += 1,
-            Ok(false) => {}
+            Ok(true) => {
+                tracing::info!(pod = %format!("{}/{}", pod_ns(&pod), pod_name(&pod)), gateway = %gw, netns = %path.display(), "opted-in pod found by the resync and plumbed");
+                n += 1;
+            }
+            Ok(false) => {
+                tracing::info!(pod = %format!("{}/{}", pod_ns(&pod), pod_name(&pod)), gateway = %gw, "opted-in pod found by the resync; not on the tunnel yet");
+            }
             Err(e) => {
                 tracing::warn!(pod = %pod_name(&pod), error = %format!("{e:#}"), "recovering the pod failed");
             }
