@@ -81,13 +81,17 @@ spec:
     )
 }
 
-/// A busybox pod on `node`, opted in or not.
+/// A busybox pod on `node`, opted in to this scenario's configuration or not.
 pub fn pod_yaml(ns: &str, name: &str, node: &str, opted_in: bool) -> String {
-    let ann = if opted_in {
-        format!("  annotations: {{{ANNOTATION}: {SGC}}}\n")
-    } else {
-        String::new()
-    };
+    pod_yaml_annotated(ns, name, node, opted_in.then_some(SGC))
+}
+
+/// A busybox pod on `node`, its opt-in annotation naming `annotation`
+/// (none: the pod or its namespace decides).
+pub fn pod_yaml_annotated(ns: &str, name: &str, node: &str, annotation: Option<&str>) -> String {
+    let ann = annotation
+        .map(|a| format!("  annotations: {{{ANNOTATION}: {a}}}\n"))
+        .unwrap_or_default();
     format!(
         "apiVersion: v1
 kind: Pod
@@ -131,14 +135,32 @@ pub fn within(prefix_or_list: &str, ip: &str) -> bool {
 }
 
 /// The pod's IP.
-pub async fn pod_ip(stack: &Stack, ns: &str, name: &str) -> Result<String, E2eError> {
-    Api::<Pod>::namespaced(stack.cluster.client(), ns)
+pub async fn pod_ip(client: &kube::Client, ns: &str, name: &str) -> Result<String, E2eError> {
+    Api::<Pod>::namespaced(client.clone(), ns)
         .get(name)
         .await
         .map_err(E2eError::kube(format!("reading pod {ns}/{name}")))?
         .status
         .and_then(|s| s.pod_ip)
         .ok_or_else(|| E2eError::Unexpected(format!("pod {ns}/{name} has no IP")))
+}
+
+/// The pod's UID and its containers' restarts: unchanged means the pod
+/// was neither recreated nor restarted.
+pub async fn pod_identity(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+) -> Result<(String, i32), E2eError> {
+    let pod = Api::<Pod>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .map_err(E2eError::kube(format!("reading pod {ns}/{name}")))?;
+    let restarts = pod
+        .status
+        .and_then(|s| s.container_statuses)
+        .map_or(0, |c| c.iter().map(|c| c.restart_count).sum());
+    Ok((pod.metadata.uid.unwrap_or_default(), restarts))
 }
 
 /// Waits until the pod's connections to `echo` are seen from an address

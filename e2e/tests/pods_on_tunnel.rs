@@ -31,9 +31,9 @@ use egress_k8s::crd::{
     StaticGatewayConfiguration, StaticGatewayConfigurationSpec, StaticGatewayConfigurationStatus,
 };
 use egress_net::wireguard::KeyPair;
-use egress_testkit::cluster::{BUSYBOX_IMAGE, Cluster, Role};
+use egress_testkit::cluster::{Cluster, Role};
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Pod, Secret};
+use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
@@ -42,7 +42,7 @@ use serde_json::json;
 use support::{eventually, node_log, start_on_node, workspace_binary};
 
 const SYSTEM: &str = "kube-egress-gateway-system";
-const ANNOTATION: &str = "kubernetes.azure.com/static-gateway-configuration";
+use egress_e2e::tenants::ANNOTATION;
 /// The internal load balancer's frontend: the daemon puts it on the
 /// gateway node's interface, so the node answers for it on the node subnet.
 const FRONTEND: &str = "10.77.0.200";
@@ -188,45 +188,10 @@ async fn install_config(client: &Client, c: &Config, gateway_node: &str, gateway
     .unwrap();
 }
 
-fn pod_yaml(namespace: &str, name: &str, node: &str, annotation: Option<&str>) -> String {
-    let ann = annotation
-        .map(|a| format!("  annotations: {{{ANNOTATION}: {a}}}\n"))
-        .unwrap_or_default();
-    format!(
-        "apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-  namespace: {namespace}
-{ann}spec:
-  nodeSelector: {{kubernetes.io/hostname: {node}}}
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: main
-    image: {BUSYBOX_IMAGE}
-    imagePullPolicy: Never
-    command: [sleep, '3600']
-"
-    )
-}
-
 /// What the echo host sees as the source of a connection from the pod.
 async fn egress_of(cluster: &Cluster, namespace: &str, pod: &str) -> Result<String, String> {
-    let out = cluster
-        .exec_in_pod(
-            namespace,
-            pod,
-            None,
-            &["nc", "-w", "3", ECHO_IP, &ECHO_PORT.to_string()],
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    let seen = out.trim().to_string();
-    if seen.is_empty() {
-        Err("no answer".into())
-    } else {
-        Ok(seen)
-    }
+    let echo = std::net::SocketAddr::new(ECHO_IP.parse().unwrap(), ECHO_PORT);
+    egress_e2e::traffic::egress_of(cluster, namespace, pod, echo).await
 }
 
 /// Waits until the pod's traffic is seen from `want`.
@@ -245,25 +210,15 @@ async fn wait_egress(cluster: &Cluster, namespace: &str, pod: &str, want: &str) 
 }
 
 async fn pod_ip(client: &Client, namespace: &str, name: &str) -> String {
-    Api::<Pod>::namespaced(client.clone(), namespace)
-        .get(name)
+    egress_e2e::tenants::pod_ip(client, namespace, name)
         .await
-        .unwrap()
-        .status
-        .and_then(|s| s.pod_ip)
         .unwrap()
 }
 
 async fn restarts(client: &Client, namespace: &str, name: &str) -> (String, i32) {
-    let pod = Api::<Pod>::namespaced(client.clone(), namespace)
-        .get(name)
+    egress_e2e::tenants::pod_identity(client, namespace, name)
         .await
-        .unwrap();
-    let count = pod
-        .status
-        .and_then(|s| s.container_statuses)
-        .map_or(0, |c| c.iter().map(|c| c.restart_count).sum());
-    (pod.metadata.uid.unwrap(), count)
+        .unwrap()
 }
 
 /// The public keys the gateway reports as served peers.
@@ -381,7 +336,9 @@ async fn pods_leave_with_their_configurations_address_and_follow_changes_live() 
         ("apps", "plain", None),
     ] {
         cluster
-            .apply(&pod_yaml(ns, name, &worker, ann))
+            .apply(&egress_e2e::tenants::pod_yaml_annotated(
+                ns, name, &worker, ann,
+            ))
             .await
             .unwrap();
     }

@@ -54,19 +54,15 @@ async fn wait_egress(
 }
 
 async fn pod_ip(stack: &Stack, ns: &str, name: &str) -> String {
-    egress_e2e::tenants::pod_ip(stack, ns, name).await.unwrap()
+    egress_e2e::tenants::pod_ip(&stack.cluster.client(), ns, name)
+        .await
+        .unwrap()
 }
 
 async fn identity(stack: &Stack, ns: &str, name: &str) -> (String, i32) {
-    let pod = Api::<Pod>::namespaced(stack.cluster.client(), ns)
-        .get(name)
+    egress_e2e::tenants::pod_identity(&stack.cluster.client(), ns, name)
         .await
-        .unwrap();
-    let restarts = pod
-        .status
-        .and_then(|s| s.container_statuses)
-        .map_or(0, |c| c.iter().map(|c| c.restart_count).sum());
-    (pod.metadata.uid.unwrap(), restarts)
+        .unwrap()
 }
 
 async fn merge_patch<K>(api: &Api<K>, name: &str, patch: serde_json::Value)

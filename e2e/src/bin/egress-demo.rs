@@ -66,7 +66,7 @@ async fn main() -> Result<()> {
     let plain_seen = egress_of(&stack.cluster, "shop", "plain", stack.echo.addr)
         .await
         .map_err(anyhow::Error::msg)?;
-    let plain_ip = tenants::pod_ip(&stack, "shop", "plain").await?;
+    let plain_ip = tenants::pod_ip(&stack.cluster.client(), "shop", "plain").await?;
 
     print_table(&seen, &plain_ip, &plain_seen);
     let counts = stack.azure.arm.counts();
