@@ -78,6 +78,8 @@ pub struct Invocation {
     pub pod_namespace: Option<String>,
     /// `K8S_POD_NAME` from `CNI_ARGS`.
     pub pod_name: Option<String>,
+    /// `K8S_POD_UID` from `CNI_ARGS`.
+    pub pod_uid: Option<String>,
     /// The configuration; `None` only for VERSION.
     pub conf: Option<NetConf>,
 }
@@ -163,9 +165,18 @@ fn k8s_name(s: &str) -> bool {
         && s.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
 
-/// Parses `CNI_ARGS` (`K=V;K=V`) for the pod's namespace and name.
-fn pod_args(text: Option<&str>) -> Result<(Option<String>, Option<String>), Error> {
-    let (mut ns, mut name) = (None, None);
+/// The pod's namespace, name and UID from `CNI_ARGS`.
+type PodArgs = (Option<String>, Option<String>, Option<String>);
+
+/// Whether `s` can be a Kubernetes UID (a UUID in practice; any short run of
+/// letters, digits and '-' is taken).
+fn k8s_uid(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+/// Parses `CNI_ARGS` (`K=V;K=V`) for the pod's namespace, name and UID.
+fn pod_args(text: Option<&str>) -> Result<PodArgs, Error> {
+    let (mut ns, mut name, mut uid) = (None, None, None);
     for part in text
         .iter()
         .flat_map(|t| t.split(';'))
@@ -174,6 +185,16 @@ fn pod_args(text: Option<&str>) -> Result<(Option<String>, Option<String>), Erro
         let (k, v) = part
             .split_once('=')
             .ok_or_else(|| env_err("CNI_ARGS", format!("{part:?} is not KEY=VALUE")))?;
+        if k == "K8S_POD_UID" {
+            if !k8s_uid(v) {
+                return Err(env_err(
+                    "CNI_ARGS",
+                    format!("K8S_POD_UID={v:?} is not a Kubernetes UID"),
+                ));
+            }
+            uid = Some(v.to_string());
+            continue;
+        }
         let slot = match k {
             "K8S_POD_NAMESPACE" => &mut ns,
             "K8S_POD_NAME" => &mut name,
@@ -187,7 +208,7 @@ fn pod_args(text: Option<&str>) -> Result<(Option<String>, Option<String>), Erro
         }
         *slot = Some(v.to_string());
     }
-    Ok((ns, name))
+    Ok((ns, name, uid))
 }
 
 fn field<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
@@ -284,6 +305,7 @@ pub fn parse(env: impl Fn(&str) -> Option<String>, stdin: &[u8]) -> Result<Invoc
             ifname: None,
             pod_namespace: None,
             pod_name: None,
+            pod_uid: None,
             conf: None,
         });
     }
@@ -298,7 +320,7 @@ pub fn parse(env: impl Fn(&str) -> Option<String>, stdin: &[u8]) -> Result<Invoc
     } else {
         (None, None, None)
     };
-    let (pod_namespace, pod_name) = pod_args(env("CNI_ARGS").as_deref())?;
+    let (pod_namespace, pod_name, pod_uid) = pod_args(env("CNI_ARGS").as_deref())?;
     Ok(Invocation {
         command,
         container_id,
@@ -306,6 +328,7 @@ pub fn parse(env: impl Fn(&str) -> Option<String>, stdin: &[u8]) -> Result<Invoc
         ifname: ifname_,
         pod_namespace,
         pod_name,
+        pod_uid,
         conf: Some(conf),
     })
 }

@@ -6,6 +6,8 @@
 //!   defect reported as an [`Error`] that becomes a CNI error object;
 //! - [`conflist`]: installing the chained configuration beside the node's
 //!   primary one, and restoring the directory on uninstall;
+//! - [`sandbox`]: the records of which pod the runtime attached in which
+//!   sandbox, so the agent binds tunnels by sandbox, never by address;
 //! - [`wire`]: the request the plugin forwards to the node agent over its
 //!   unix socket and the answer it prints.
 //!
@@ -15,6 +17,7 @@
 pub mod conflist;
 mod error;
 pub mod invocation;
+pub mod sandbox;
 pub mod wire;
 
 pub use error::{Error, ErrorObject};

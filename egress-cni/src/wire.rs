@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::invocation::{Attachment, Command, Invocation};
+use crate::invocation::{Attachment, Command, FailureMode, Invocation};
 use crate::{Error, ErrorObject};
 
 /// Largest request or answer accepted, bytes.
@@ -28,6 +28,13 @@ pub struct Request {
     pub pod_namespace: Option<String>,
     /// The pod's name.
     pub pod_name: Option<String>,
+    /// The pod's UID (`K8S_POD_UID`), when the runtime passes it.
+    #[serde(default)]
+    pub pod_uid: Option<String>,
+    /// The configuration's failure mode: with `open` the agent never fails
+    /// an ADD for a reason of its own, it plumbs the pod later.
+    #[serde(default)]
+    pub failure_mode: FailureMode,
     /// The previous plugin's result.
     pub prev_result: Option<Value>,
     /// GC: the attachments still in use.
@@ -46,6 +53,8 @@ impl Request {
             ifname: inv.ifname.clone(),
             pod_namespace: inv.pod_namespace.clone(),
             pod_name: inv.pod_name.clone(),
+            pod_uid: inv.pod_uid.clone(),
+            failure_mode: conf.failure_mode,
             prev_result: conf.prev_result.clone(),
             valid_attachments: conf.valid_attachments.clone(),
         })
