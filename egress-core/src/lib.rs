@@ -15,6 +15,8 @@
 //! - [`node`]: a gateway node's dataplane, diffed into ordered idempotent operations.
 //! - [`drift`]: each way a gateway node differs from its plan, named for operators.
 //! - [`pod`]: a pod's tunnel interface, routes and reply path.
+//! - [`agent`]: the node agent's steps for one pod (device, PodEndpoint,
+//!   routes, status) in a safe order, behind `PodDataplane` and `EndpointStore`.
 //! - [`liveness`]: when a pod's silent tunnel should start a new handshake (fast failover).
 //! - [`traits`]: `CloudProvider`, `ClusterApi` and `Dataplane`, the seams to the world.
 //! - [`controller`]: the reconcile pass over every configuration, generic over the traits.
@@ -25,6 +27,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod agent;
 pub mod arm;
 pub mod backoff;
 pub mod cidr;
