@@ -6,8 +6,16 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The configuration asks for a CNI version this plugin does not speak.
-    #[error("CNI version {0:?} is not supported (supported: 1.0.0, 1.1.0)")]
+    #[error("CNI version {0:?} is not supported (supported: 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0)")]
     IncompatibleVersion(String),
+    /// The configuration's version does not define the command.
+    #[error("CNI version {version} has no {command} command")]
+    CommandNotInVersion {
+        /// The configuration's version.
+        version: String,
+        /// The command asked for.
+        command: &'static str,
+    },
     /// A required environment variable is missing or malformed.
     #[error("environment variable {name}: {problem}")]
     Env {
@@ -52,7 +60,7 @@ impl Error {
     /// The CNI error code (spec section "Error").
     pub fn code(&self) -> u32 {
         match self {
-            Self::IncompatibleVersion(_) => 1,
+            Self::IncompatibleVersion(_) | Self::CommandNotInVersion { .. } => 1,
             Self::Env { .. } => 4,
             Self::Io { .. } | Self::BadAnswer(_) | Self::Agent(_) => 5,
             Self::Decode(_) => 6,

@@ -239,6 +239,17 @@ pub fn parse_conf(command: Command, stdin: &[u8]) -> Result<NetConf, Error> {
     if !SUPPORTED_VERSIONS.contains(&cni_version.as_str()) {
         return Err(Error::IncompatibleVersion(cni_version));
     }
+    if !crate::version_has(&cni_version, command) {
+        return Err(Error::CommandNotInVersion {
+            version: cni_version,
+            command: match command {
+                Command::Check => "CHECK",
+                Command::Status => "STATUS",
+                Command::Gc => "GC",
+                Command::Add | Command::Del | Command::Version => "this",
+            },
+        });
+    }
     let name = required(&obj, "name")?;
     required(&obj, "type")?;
     let failure_mode = match string_field(&obj, "failureMode")?.as_deref() {

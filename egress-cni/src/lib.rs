@@ -23,8 +23,22 @@ pub mod wire;
 pub use error::{Error, ErrorObject};
 pub use invocation::{Command, FailureMode, Invocation, NetConf};
 
-/// The CNI versions this plugin speaks.
-pub const SUPPORTED_VERSIONS: [&str; 2] = ["1.0.0", "1.1.0"];
+/// The CNI versions this plugin speaks. The chained conflist takes the
+/// primary's version (every plugin of a list is invoked with it), and
+/// primaries write older ones: Azure CNI 0.3.0; Calico, Cilium, Flannel and
+/// kindnet 0.3.1. The runtime hands `prevResult` over in the list's version,
+/// and the plugin answers in it, so passing the result on keeps its shape.
+pub const SUPPORTED_VERSIONS: [&str; 5] = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
+
+/// Whether `version` knows `command`: CHECK arrived in 0.4.0, STATUS and GC
+/// in 1.1.0.
+pub fn version_has(version: &str, command: Command) -> bool {
+    match command {
+        Command::Add | Command::Del | Command::Version => true,
+        Command::Check => !version.starts_with("0.3."),
+        Command::Status | Command::Gc => version == "1.1.0",
+    }
+}
 /// The unix socket the agent serves by default.
 pub const DEFAULT_SOCKET: &str = "/run/egress-gateway/cni/agent.sock";
 /// The interface the plugin adds to the pod.

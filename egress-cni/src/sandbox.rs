@@ -138,7 +138,9 @@ impl SandboxStore {
         for entry in entries.filter_map(Result::ok) {
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') || !name.ends_with(".json") {
+            // Only the store's own names (`<id>.json`); temporary files start with '.'.
+            let json = Path::new(&name).extension().is_some_and(|e| e == "json");
+            if name.starts_with('.') || !json {
                 continue;
             }
             let modified = entry.metadata().and_then(|m| m.modified()).ok();

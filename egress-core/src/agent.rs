@@ -65,6 +65,8 @@ pub struct EndpointStatus {
 
 /// What a pod should have.
 #[derive(Clone, Debug, PartialEq, Eq)]
+// One value per pod, built once per pass: boxing the tunnel would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Want {
     /// Its own routes only, no device, no PodEndpoint: the pod did not opt
     /// in, its configuration is gone or not published yet, or it finished.

@@ -126,3 +126,85 @@ fn malformed_input_gets_an_error_object() {
         assert!(!out["msg"].as_str().unwrap().is_empty());
     }
 }
+
+/// Primaries write older versions (Azure CNI 0.3.0; Calico, Cilium, Flannel
+/// and kindnet 0.3.1), and the chained list takes the primary's: every one
+/// must let a sandbox start, with the result passed on in that version's
+/// shape (0.3.x and 0.4.0 results carry `ips[].version`).
+#[test]
+fn every_primary_version_is_chained_and_answered_in_its_own_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("absent.sock");
+    for version in ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"] {
+        let old = version.starts_with("0.");
+        let ip = if old {
+            json!({"version": "4", "address": "10.240.0.7/16", "gateway": "10.240.0.1", "interface": 0})
+        } else {
+            json!({"address": "10.240.0.7/16", "gateway": "10.240.0.1", "interface": 0})
+        };
+        let prev = json!({"cniVersion": version,
+            "interfaces": [{"name": "eth0", "sandbox": "/var/run/netns/cni-x"}],
+            "ips": [ip], "routes": [{"dst": "0.0.0.0/0"}], "dns": {}});
+        for mode in ["open", "closed"] {
+            let conf = json!({
+                "cniVersion": version, "name": "azure", "type": "egress-cni",
+                "agentSocket": socket, "failureMode": mode, "prevResult": prev,
+            })
+            .to_string();
+            let (code, out) = plugin(ADD, &conf);
+            if mode == "open" {
+                assert_eq!(code, 0, "{version}: {out}");
+                assert_eq!(out, prev, "{version}: the result is passed on unchanged");
+            } else {
+                // Closed fails for the agent's absence, not for the version.
+                assert_eq!(
+                    (code, out["code"].as_u64()),
+                    (1, Some(11)),
+                    "{version}: {out}"
+                );
+            }
+            let mut del: Vec<(&str, &str)> = ADD.to_vec();
+            del[0] = ("CNI_COMMAND", "DEL");
+            let (code, out) = plugin(&del, &conf);
+            if mode == "open" {
+                assert_eq!(code, 0, "{version} DEL: {out}");
+            }
+        }
+        // CHECK exists from 0.4.0 on; GC and STATUS only in 1.1.0.
+        let mut check: Vec<(&str, &str)> = ADD.to_vec();
+        check[0] = ("CNI_COMMAND", "CHECK");
+        let conf = json!({"cniVersion": version, "name": "azure", "type": "egress-cni",
+            "agentSocket": socket, "prevResult": prev})
+        .to_string();
+        let (code, out) = plugin(&check, &conf);
+        if version.starts_with("0.3.") {
+            assert_eq!(
+                (code, out["code"].as_u64()),
+                (1, Some(1)),
+                "{version}: {out}"
+            );
+        } else {
+            assert_eq!(code, 0, "{version} CHECK, open, no agent: {out}");
+        }
+        let gc = json!({"cniVersion": version, "name": "azure", "type": "egress-cni",
+            "agentSocket": socket})
+        .to_string();
+        let (code, out) = plugin(&[("CNI_COMMAND", "GC")], &gc);
+        if version == "1.1.0" {
+            assert_eq!(code, 0, "{out}");
+        } else {
+            assert_eq!(
+                (code, out["code"].as_u64()),
+                (1, Some(1)),
+                "{version}: {out}"
+            );
+        }
+    }
+    // VERSION lists them all.
+    let (code, out) = plugin(&[("CNI_COMMAND", "VERSION")], "{}");
+    assert_eq!(code, 0);
+    assert_eq!(
+        out["supportedVersions"],
+        json!(["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"])
+    );
+}

@@ -63,12 +63,14 @@ impl Handler {
                 _ => Answer::Ok(None),
             },
             Command::Gc => {
-                let valid: Vec<String> = req
-                    .valid_attachments
-                    .iter()
-                    .flatten()
-                    .map(|a| a.container_id.clone())
-                    .collect();
+                // The spec: without `cni.dev/valid-attachments` nothing is
+                // known to be invalid, so nothing is collected (taking the
+                // absent list as empty would tear down every tunnel of the
+                // node).
+                let Some(list) = &req.valid_attachments else {
+                    return Answer::Ok(None);
+                };
+                let valid: Vec<String> = list.iter().map(|a| a.container_id.clone()).collect();
                 self.pods.collect(&valid).await;
                 Answer::Ok(None)
             }

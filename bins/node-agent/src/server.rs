@@ -73,7 +73,9 @@ async fn connection(mut stream: UnixStream, handler: &Handler) -> anyhow::Result
         Err(e) => {
             handler.metrics.failure("bad_request");
             Answer::Error(egress_cni::ErrorObject {
-                cni_version: egress_cni::SUPPORTED_VERSIONS[1].into(),
+                cni_version: egress_cni::SUPPORTED_VERSIONS
+                    [egress_cni::SUPPORTED_VERSIONS.len() - 1]
+                    .into(),
                 code: 6,
                 msg: "the agent could not decode the plugin's request".into(),
                 details: e.to_string(),

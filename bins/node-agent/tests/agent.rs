@@ -342,6 +342,19 @@ fn pods_opt_in_follow_their_gateway_and_leave_nothing_behind() {
         (0, vec!["eth0".to_string(), "wg0".to_string()]),
         "{out}"
     );
+    // A GC without a list of valid attachments collects nothing.
+    let bare_gc = serde_json::json!({
+        "cniVersion": "1.1.0", "name": "k8s", "type": "egress-cni", "agentSocket": d.socket,
+    })
+    .to_string();
+    let (code, out) = cni("GC", "", "", "", "", &bare_gc);
+    assert_eq!(code, 0, "{out}");
+    assert!(g.has_wg0(), "a GC without a list must not remove a tunnel");
+    assert!(
+        rt.block_on(Api::<PodEndpoint>::namespaced(client.clone(), "apps").get_opt("g"))
+            .unwrap()
+            .is_some()
+    );
     let gc = serde_json::json!({
         "cniVersion": "1.1.0", "name": "k8s", "type": "egress-cni", "agentSocket": d.socket,
         "cni.dev/valid-attachments": [{"containerID": "sandbox-other", "ifname": "eth0"}]

@@ -48,8 +48,8 @@ fn defects_are_named() {
         (ADD_ENV, "{", "not valid JSON"),
         (
             ADD_ENV,
-            r#"{"cniVersion":"0.3.1","name":"k","type":"t"}"#,
-            "0.3.1",
+            r#"{"cniVersion":"0.2.0","name":"k","type":"t"}"#,
+            "0.2.0",
         ),
         (
             ADD_ENV,
