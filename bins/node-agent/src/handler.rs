@@ -4,10 +4,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use egress_cni::wire::{Answer, Request, pass_on, with_interface};
-use egress_cni::{Command, ErrorObject};
+use egress_cni::{Command, ErrorObject, FailureMode};
 
 use crate::metrics::Metrics;
 use crate::pods::Pods;
+
+/// How long an ADD may take on the agent's side; the plugin's own deadline
+/// (10 s) is longer, so the agent's answer, not the plugin's timeout, decides.
+const ADD_DEADLINE: std::time::Duration = std::time::Duration::from_secs(6);
 
 /// Answers the plugin's requests.
 #[derive(Debug)]
@@ -36,13 +40,36 @@ impl Handler {
             Command::Add => {
                 let pass = Answer::Ok(Some(pass_on(req.prev_result.as_ref(), &req.cni_version)));
                 let Some(key) = key else { return pass };
-                match self.add(&req, &key).await {
+                // One deadline for the whole ADD: a stalled API call must not
+                // hold the sandbox (and the pod's lock, so its DEL) forever.
+                let added = tokio::time::timeout(ADD_DEADLINE, self.add(&req, &key))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(anyhow::anyhow!(
+                            "not done within {} s",
+                            ADD_DEADLINE.as_secs()
+                        ))
+                    });
+                match added {
                     Ok(true) => Answer::Ok(Some(with_interface(
                         req.prev_result.as_ref(),
                         &req.cni_version,
                         req.netns.as_deref().unwrap_or_default(),
                     ))),
                     Ok(false) => pass,
+                    Err(e) if req.failure_mode == FailureMode::Open => {
+                        // Fail open means open: whatever went wrong on our
+                        // side (API errors, timeouts, a refused PodEndpoint
+                        // write), the sandbox starts on its own path, and the
+                        // resync plumbs an opted-in pod once it can.
+                        self.metrics.failure("add");
+                        tracing::warn!(
+                            pod = %format!("{}/{}", key.0, key.1),
+                            error = %format!("{e:#}"),
+                            "ADD failed on the agent's side; failure mode open, the pod starts without the tunnel for now"
+                        );
+                        pass
+                    }
                     Err(e) => {
                         self.metrics.failure("add");
                         error(&req, 11, "putting the pod on the egress tunnel failed", &e)

@@ -27,7 +27,7 @@ use support::*;
 #[test]
 fn pods_opt_in_follow_their_gateway_and_leave_nothing_behind() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let api = rt.block_on(ApiServer::start()).unwrap();
+    let mut api = rt.block_on(ApiServer::start()).unwrap();
     let client = rt.block_on(api.client()).unwrap();
     rt.block_on(setup(&client));
     let mut gw = Gateway::start();
@@ -325,6 +325,44 @@ fn pods_opt_in_follow_their_gateway_and_leave_nothing_behind() {
     assert_eq!(code, 0);
     assert!(!late.has_wg0());
     assert_eq!(late.route_dev("203.0.113.10"), "eth0");
+
+    // With the API server down, an opted-in pod's sandbox still starts
+    // (failure mode open covers every agent-side error, not only an
+    // unreachable socket), and the agent plumbs the pod once the API is back.
+    let down = PodNs::new(10);
+    rt.block_on(put_pod(&client, "apps", "down", &down.ip, Some("egress")));
+    std::thread::sleep(Duration::from_secs(1));
+    let (code, out) = rt.block_on(async {
+        let restart = api.restart(Duration::from_secs(8));
+        let down_netns = down.path();
+        let conf = conf(&d, "open");
+        let add = tokio::task::spawn_blocking(move || {
+            std::thread::sleep(Duration::from_secs(1));
+            cni("ADD", "apps", "down", &down_netns, "sandbox-down", &conf)
+        });
+        let (restarted, added) = tokio::join!(restart, add);
+        restarted.unwrap();
+        added.unwrap()
+    });
+    assert_eq!(
+        (code, interfaces(&out)),
+        (0, vec!["eth0".to_string()]),
+        "{out}"
+    );
+    wait_until(
+        "the pod started while the API was down to get its tunnel",
+        Duration::from_secs(30),
+        || down.has_wg0(),
+    );
+    let (code, _) = cni(
+        "DEL",
+        "apps",
+        "down",
+        &down.path(),
+        "sandbox-down",
+        &conf(&d, "open"),
+    );
+    assert_eq!(code, 0);
 
     // GC removes what belongs to sandboxes the runtime no longer lists.
     let g = PodNs::new(9);
