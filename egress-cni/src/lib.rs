@@ -2,7 +2,7 @@
 //! agent:
 //!
 //! - [`invocation`]: the plugin's input (environment and network
-//!   configuration, CNI 1.0 and 1.1) parsed into an [`Invocation`], every
+//!   configuration, CNI 0.3.0 to 1.1.0) parsed into an [`Invocation`], every
 //!   defect reported as an [`Error`] that becomes a CNI error object;
 //! - [`conflist`]: installing the chained configuration beside the node's
 //!   primary one, and restoring the directory on uninstall;
