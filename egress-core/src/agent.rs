@@ -25,8 +25,7 @@ use crate::Error;
 use crate::pod::{PodTunnel, TunnelPeer};
 use crate::routes::RouteMode;
 
-/// A pod, by namespace and name, and the UID of the object the sandbox
-/// belongs to.
+/// A pod, by namespace and name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PodRef {
     /// The pod's namespace.
