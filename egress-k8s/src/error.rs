@@ -30,6 +30,14 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// A Kubernetes API call took longer than its deadline.
+    #[error("Kubernetes API: {action} did not finish within {seconds} s")]
+    Timeout {
+        /// What was being done.
+        action: String,
+        /// The deadline.
+        seconds: u64,
+    },
     /// A watch stopped before its first full listing.
     #[error("watch of {0} stopped before its first listing")]
     WatchStopped(&'static str),

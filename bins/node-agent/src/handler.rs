@@ -1,10 +1,12 @@
 //! What the agent does for each CNI command.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
+use egress_cni::sandbox::SandboxRecord;
 use egress_cni::wire::{Answer, Request, pass_on, with_interface};
 use egress_cni::{Command, ErrorObject, FailureMode};
+
+use egress_core::agent::Sandbox;
 
 use crate::metrics::Metrics;
 use crate::pods::Pods;
@@ -108,26 +110,46 @@ impl Handler {
     /// ADD: whether the pod was put on the tunnel. A pod that did not opt in
     /// is left alone; one whose gateway is not ready starts without the
     /// tunnel and gets it from the resync once the gateway is published.
+    /// Every ADD's sandbox is recorded first, so that a pod that opts in
+    /// later, or one the agent must find again after a restart, is bound to
+    /// this sandbox and no other.
     async fn add(&self, req: &Request, key: &(String, String)) -> anyhow::Result<bool> {
+        let container_id = req.container_id.clone().unwrap_or_default();
+        let sandbox = Sandbox {
+            container_id: container_id.clone(),
+            netns: req.netns.clone().unwrap_or_default(),
+            ifname: req.ifname.clone().unwrap_or_else(|| "eth0".into()),
+        };
+        if !container_id.is_empty() && !sandbox.netns.is_empty() {
+            self.pods.record(&SandboxRecord {
+                container_id,
+                netns: sandbox.netns.clone(),
+                ifname: sandbox.ifname.clone(),
+                pod_namespace: key.0.clone(),
+                pod_name: key.1.clone(),
+                pod_uid: req.pod_uid.clone(),
+            });
+        }
         let api = &self.pods.api;
         let Some(pod) = api.pod(&key.0, &key.1).await? else {
             return Ok(false);
         };
+        // The runtime names the pod's UID: a pod of the same name with
+        // another UID is not the one this sandbox is for.
+        if let (Some(asked), Some(found)) = (&req.pod_uid, &pod.metadata.uid)
+            && asked != found
+        {
+            return Err(anyhow::anyhow!(
+                "pod {}/{} has UID {found}, the runtime asked for {asked}",
+                key.0,
+                key.1
+            ));
+        }
         let Some(gateway) = api.choice(&pod).await? else {
             return Ok(false);
         };
-        let netns = PathBuf::from(req.netns.clone().unwrap_or_default());
-        let container_id = req.container_id.clone().unwrap_or_default();
-        let ifname = req.ifname.clone().unwrap_or_else(|| "eth0".into());
         self.pods
-            .adopt(
-                crate::pods::Origin::Add,
-                &pod,
-                &gateway,
-                &container_id,
-                netns,
-                &ifname,
-            )
+            .adopt(crate::pods::Origin::Add, &pod, &gateway, sandbox)
             .await
     }
 }

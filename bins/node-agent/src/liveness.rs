@@ -8,9 +8,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use egress_core::agent::{PodDataplane, Sandbox};
 use egress_core::liveness::{Liveness, LivenessSettings, Verdict};
-use egress_net::netns::{NsRef, NsWorker};
-use egress_net::pod as podnet;
 
 use crate::pods::{PodKey, Pods};
 
@@ -40,17 +39,23 @@ pub async fn watch(pods: Arc<Pods>, settings: LivenessSettings, every: Duration)
             watched.retain(|(key, sandbox), _| {
                 state
                     .get(key)
-                    .is_some_and(|p| &p.container_id == sandbox && p.installed.is_some())
+                    .is_some_and(|e| &e.sandbox.container_id == sandbox && e.have.on_tunnel())
             });
-            state
+            let on: Vec<(PodKey, Sandbox)> = state
                 .iter()
-                .filter_map(|(key, p)| {
-                    let (link, _) = p.installed.as_ref()?;
-                    Some((
-                        key.clone(),
-                        p.container_id.clone(),
-                        link.counter_reader(&p.netns),
-                    ))
+                .filter(|(_, e)| e.have.on_tunnel())
+                .map(|(k, e)| (k.clone(), e.sandbox.clone()))
+                .collect();
+            let sandboxes: Vec<Sandbox> = on.iter().map(|(_, s)| s.clone()).collect();
+            let readers: HashMap<String, _> = pods
+                .devices
+                .counter_readers(&sandboxes)
+                .into_iter()
+                .collect();
+            on.into_iter()
+                .filter_map(|(key, s)| {
+                    let reader = readers.get(&s.container_id)?.clone();
+                    Some((key, s.container_id, reader))
                 })
                 .collect()
         };
@@ -72,17 +77,24 @@ pub async fn watch(pods: Arc<Pods>, settings: LivenessSettings, every: Duration)
         }
         for (key, sandbox, streak) in reset {
             let _held = pods.lock_pod(&key).await;
-            let state = pods.state.lock().await;
-            let Some(p) = state.get(&key).filter(|p| p.container_id == sandbox) else {
+            let Some(e) = pods
+                .state
+                .lock()
+                .await
+                .get(&key)
+                .filter(|e| e.sandbox.container_id == sandbox)
+                .cloned()
+            else {
                 continue;
             };
-            let Some((link, tunnel)) = &p.installed else {
+            let Some(tunnel) = &e.have.routes else {
                 continue;
             };
-            let done = match NsWorker::start(NsRef::Path(p.netns.clone())).await {
-                Ok(w) => podnet::set_peer(link, &w, tunnel, &p.key.private).await,
-                Err(e) => Err(e),
-            };
+            // Writing the same peer again drops the session.
+            let done = pods
+                .devices
+                .set_peer(&e.sandbox, tunnel, &e.key.private)
+                .await;
             match done {
                 Ok(()) => {
                     pods.metrics.tunnel_reset();

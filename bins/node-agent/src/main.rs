@@ -22,8 +22,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use egress_cni::conflist::{self, Layout};
+use egress_cni::sandbox::SandboxStore;
 use egress_k8s::agent::AgentApi;
 use egress_net::netns::{NsRef, NsWorker};
+use egress_net::pod::PodDevices;
 use egress_net::wireguard::Backend;
 use ipnet::IpNet;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -60,10 +62,11 @@ struct Args {
     /// Address of `/metrics`.
     #[arg(long, default_value = "127.0.0.1:9464")]
     metrics_addr: String,
-    /// Where the container runtime pins pod network namespaces (searched for
-    /// pods that started while the agent was away).
-    #[arg(long, default_value = recover::NETNS_DIR)]
-    netns_dir: PathBuf,
+    /// Where each CNI ADD's sandbox is recorded (by the agent, or by the
+    /// plugin while the agent is away): a pod's tunnel is bound to the
+    /// sandbox recorded for it, never to an address.
+    #[arg(long, default_value = egress_cni::sandbox::DEFAULT_DIR)]
+    sandbox_dir: PathBuf,
     /// Seconds between checks of running pods against the API.
     #[arg(long, default_value_t = 2)]
     resync_seconds: u64,
@@ -131,10 +134,15 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("connecting to the API server")?;
     let metrics = Arc::new(metrics::Metrics::default());
+    let records = SandboxStore::new(&args.sandbox_dir);
+    // A directory that cannot be read fails the start, not every ADD.
+    records
+        .list()
+        .with_context(|| format!("--sandbox-dir {}", args.sandbox_dir.display()))?;
     let pods = Arc::new(pods::Pods {
         api: AgentApi::new(client, node).with_cache(),
-        node: NsWorker::start(NsRef::Current).await?,
-        backend: Backend::detect(),
+        devices: PodDevices::new(NsWorker::start(NsRef::Current).await?, Backend::detect()),
+        records,
         exceptions,
         metrics: metrics.clone(),
         state: tokio::sync::Mutex::default(),
@@ -152,6 +160,7 @@ async fn main() -> anyhow::Result<()> {
         "type": "egress-cni",
         "failureMode": args.failure_mode,
         "agentSocket": args.socket,
+        "sandboxDir": args.sandbox_dir,
     });
     // A new agent installs again, whatever an earlier one uninstalled.
     match std::fs::remove_file(&marker) {
@@ -160,30 +169,17 @@ async fn main() -> anyhow::Result<()> {
         Err(e) => anyhow::bail!("cannot remove {}: {e}", marker.display()),
     }
     let installing = install_loop(layout(&args), plugin, metrics.clone(), marker.clone());
-    match Box::pin(recover::recover(&pods, &args.netns_dir)).await {
+    match Box::pin(recover::recover(&pods)).await {
         Ok(n) => tracing::info!(
             pods = n,
             "pods started while the agent was away are plumbed"
         ),
         Err(e) => tracing::warn!(error = %format!("{e:#}"), "recovering pods failed"),
     }
-    let resync = {
-        let pods = pods.clone();
-        let every = Duration::from_secs(args.resync_seconds.max(1));
-        let netns_dir = args.netns_dir.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                pods.resync().await;
-                // Pods the agent does not know that opt in now (a new
-                // annotation, a namespace default): from the node's pod
-                // watch, so every pass is cheap.
-                if let Err(e) = Box::pin(recover::recover(&pods, &netns_dir)).await {
-                    tracing::warn!(error = %format!("{e:#}"), "finding newly opted-in pods failed");
-                }
-            }
-        })
-    };
+    let resync = spawn_resync(
+        pods.clone(),
+        Duration::from_secs(args.resync_seconds.max(1)),
+    );
     let watch = liveness::spawn(pods.clone(), args.tunnel_silence_ms);
     let metrics_task = tokio::spawn(serve_metrics(args.metrics_addr.clone(), metrics));
     tokio::select! {
@@ -196,6 +192,25 @@ async fn main() -> anyhow::Result<()> {
         w.abort();
     }
     uninstall_if_asked(installing, &marker, &layout(&args)).await
+}
+
+/// Every `every`: brings known pods in line with the API, binds pods that
+/// opt in now to their recorded sandboxes, and collects PodEndpoints of pods
+/// that went while the agent did not see their DEL. All from the node's
+/// watches, so a pass costs the API nothing unless something changed.
+fn spawn_resync(pods: Arc<pods::Pods>, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            pods.resync().await;
+            if let Err(e) = Box::pin(recover::recover(&pods)).await {
+                tracing::warn!(error = %format!("{e:#}"), "finding newly opted-in pods failed");
+            }
+            if let Err(e) = recover::collect_endpoints(&pods).await {
+                tracing::warn!(error = %format!("{e:#}"), "collecting PodEndpoints of gone pods failed");
+            }
+        }
+    })
 }
 
 /// The preStop hook's uninstall may have raced a pass of the install loop

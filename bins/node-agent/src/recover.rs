@@ -1,135 +1,135 @@
-//! Pods that started while the agent was away (the plugin fails open): found
-//! by listing this node's opted-in pods and matching each pod's IP with the
-//! addresses in the node's pinned pod namespaces.
+//! Pods the agent does not know yet that should be on the tunnel: pods that
+//! started while it was away (the plugin fails open), pods known before a
+//! restart, and running pods that opt in later. Each is bound to the sandbox
+//! its record names (written at ADD by the agent, or by the plugin when the
+//! agent was away), never to a namespace that merely holds its address: an
+//! address is reused by other pods, a sandbox is not.
+//!
+//! And the other way round: PodEndpoints this node wrote whose pod is gone,
+//! finished, replaced or no longer opted in are deleted, whether or not the
+//! agent saw the pod's DEL.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 
-use egress_net::netns::{NsRef, NsWorker};
-use egress_net::rtnl::Rtnl;
+use egress_cni::sandbox::SandboxRecord;
+use egress_core::agent::Sandbox;
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
 
-use crate::pods::{Pods, RECOVERED, pod_name, pod_ns};
+use crate::pods::{Origin, Pods, terminal};
 
-/// Where the runtime pins pod namespaces.
-pub const NETNS_DIR: &str = "/var/run/netns";
-
-async fn addresses(path: &Path) -> Option<(Vec<IpAddr>, Vec<(u32, String)>)> {
-    let w = NsWorker::start(NsRef::Path(path.to_path_buf()))
-        .await
-        .ok()?;
-    let r = Rtnl::new(w.rtnl().clone(), Arc::default());
-    let addrs = r.addresses().await.ok()?;
-    let links = r.links().await.ok()?;
-    Some((
-        addrs.iter().map(|a| a.ip).collect(),
-        links.into_iter().map(|l| (l.index, l.name)).collect(),
-    ))
+/// The record of the pod's sandbox, if exactly one live sandbox of this pod
+/// is recorded: same namespace and name, the same UID where the record has
+/// one, and a network namespace that still exists.
+fn sandbox_of<'a>(
+    pod: &Pod,
+    records: &'a [SandboxRecord],
+) -> Result<Option<&'a SandboxRecord>, usize> {
+    let uid = pod.uid().unwrap_or_default();
+    let ns = pod.namespace().unwrap_or_default();
+    let name = pod.name_any();
+    let live: Vec<&SandboxRecord> = records
+        .iter()
+        .filter(|r| r.pod_namespace == ns && r.pod_name == name)
+        .filter(|r| r.pod_uid.as_deref().is_none_or(|u| u == uid))
+        .filter(|r| Path::new(&r.netns).exists())
+        .collect();
+    match live.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(one)),
+        many => Err(many.len()),
+    }
 }
 
-/// Network namespaces that may hold pods: those pinned in `netns_dir`, and
-/// those of running processes (one path per namespace), which finds pods
-/// whatever directory the runtime pins them in.
-fn candidates(netns_dir: &Path) -> Vec<PathBuf> {
-    use std::os::unix::fs::MetadataExt;
-    let mut seen = std::collections::HashSet::new();
-    let own = std::fs::metadata("/proc/self/ns/net").map(|m| m.ino()).ok();
-    let pinned = std::fs::read_dir(netns_dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path());
-    let procs = std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .bytes()
-                .all(|b| b.is_ascii_digit())
-        })
-        .map(|e| e.path().join("ns/net"));
-    pinned
-        .chain(procs)
-        .filter(|p| {
-            std::fs::metadata(p)
-                .is_ok_and(|m| Some(m.ino()) != own && seen.insert((m.dev(), m.ino())))
-        })
-        .collect()
-}
-
-/// Plumbs every opted-in pod of this node that the agent does not know yet.
-pub async fn recover(pods: &Pods, netns_dir: &Path) -> anyhow::Result<usize> {
-    let mut wanted = Vec::new();
+/// Plumbs every opted-in, running pod of this node that the agent does not
+/// know and whose sandbox is recorded. Returns how many are on the tunnel.
+pub async fn recover(pods: &Pods) -> anyhow::Result<usize> {
+    let (records, malformed) = pods.records.list()?;
+    for path in malformed {
+        tracing::warn!(path = %path.display(), "ignoring a sandbox record that is not valid JSON");
+    }
+    // Records of sandboxes whose namespace is gone are of no use: the
+    // runtime removes the namespace when it tears the sandbox down.
+    for r in records.iter().filter(|r| !Path::new(&r.netns).exists()) {
+        let _ = pods.records.remove(&r.container_id);
+    }
+    let mut n = 0;
     for pod in pods.api.pods_on_node().await? {
-        let key = (pod_ns(&pod), pod_name(&pod));
-        if pods.knows(&key).await {
-            continue;
-        }
+        let key = (pod.namespace().unwrap_or_default(), pod.name_any());
         let host_network = pod
             .spec
             .as_ref()
             .and_then(|s| s.host_network)
             .unwrap_or(false);
-        let ip = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.pod_ip.as_deref())
-            .and_then(|ip| ip.parse::<IpAddr>().ok());
-        if host_network || ip.is_none() {
+        if host_network || terminal(&pod) || pods.knows(&key).await {
             continue;
         }
-        if let Some(gw) = pods.api.choice(&pod).await? {
-            wanted.push((pod, gw, ip));
-        }
-    }
-    if wanted.is_empty() {
-        return Ok(0);
-    }
-    // Which namespace holds which address.
-    let mut by_ip: HashMap<IpAddr, PathBuf> = HashMap::new();
-    for path in candidates(netns_dir) {
-        if let Some((ips, _)) = addresses(&path).await {
-            for ip in ips {
-                by_ip.entry(ip).or_insert_with(|| path.clone());
-            }
-        }
-    }
-    let mut n = 0;
-    for (pod, gw, ip) in wanted {
-        let Some(path) = ip.and_then(|ip| by_ip.get(&ip)) else {
-            // Running and opted in, yet no namespace holds its address: the
-            // pod stays off the tunnel until one does, so say so each pass.
-            tracing::warn!(pod = %format!("{}/{}", pod_ns(&pod), pod_name(&pod)), ip = ?ip, "an opted-in pod's network namespace was not found");
+        let Some(gw) = pods.api.choice(&pod).await? else {
             continue;
         };
-        let container = format!(
-            "{RECOVERED}{}",
-            pod.metadata.uid.clone().unwrap_or_else(|| pod_name(&pod))
-        );
-        match pods
-            .adopt(
-                crate::pods::Origin::Recovery,
-                &pod,
-                &gw,
-                &container,
-                path.clone(),
-                "eth0",
-            )
-            .await
-        {
+        let record = match sandbox_of(&pod, &records) {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                tracing::debug!(pod = %format!("{}/{}", key.0, key.1), "an opted-in pod has no recorded sandbox on this node");
+                continue;
+            }
+            Err(count) => {
+                tracing::warn!(pod = %format!("{}/{}", key.0, key.1), sandboxes = count, "several live sandboxes are recorded for the pod; waiting for the runtime to remove the old ones");
+                continue;
+            }
+        };
+        let sandbox = Sandbox {
+            container_id: record.container_id.clone(),
+            netns: record.netns.clone(),
+            ifname: record.ifname.clone(),
+        };
+        match pods.adopt(Origin::Recovery, &pod, &gw, sandbox).await {
             Ok(true) => {
-                tracing::info!(pod = %format!("{}/{}", pod_ns(&pod), pod_name(&pod)), gateway = %gw, netns = %path.display(), "opted-in pod found by the resync and plumbed");
+                tracing::info!(pod = %format!("{}/{}", key.0, key.1), gateway = %gw, sandbox = %record.container_id, "opted-in pod bound to its recorded sandbox and plumbed");
                 n += 1;
             }
             Ok(false) => {
-                tracing::info!(pod = %format!("{}/{}", pod_ns(&pod), pod_name(&pod)), gateway = %gw, "opted-in pod found by the resync; not on the tunnel yet");
+                tracing::info!(pod = %format!("{}/{}", key.0, key.1), gateway = %gw, "opted-in pod bound to its recorded sandbox; not on the tunnel yet");
             }
             Err(e) => {
-                tracing::warn!(pod = %pod_name(&pod), error = %format!("{e:#}"), "recovering the pod failed");
+                tracing::warn!(pod = %format!("{}/{}", key.0, key.1), error = %format!("{e:#}"), "recovering the pod failed");
             }
+        }
+    }
+    Ok(n)
+}
+
+/// Deletes the PodEndpoints of this node whose pod the agent does not serve
+/// and that no pod should have: the pod is gone, finished, replaced by one
+/// of another UID, or does not opt in. An endpoint of a live, opted-in pod
+/// the agent has not bound yet stays (its recovery rewrites it). Returns how
+/// many were deleted.
+pub async fn collect_endpoints(pods: &Pods) -> anyhow::Result<usize> {
+    let mut n = 0;
+    for ep in pods.api.endpoints_on_node().await? {
+        let key = (ep.namespace().unwrap_or_default(), ep.name_any());
+        if pods.knows(&key).await {
+            continue;
+        }
+        let owner = ep
+            .owner_references()
+            .iter()
+            .find(|o| o.kind == "Pod")
+            .map(|o| o.uid.clone());
+        let pod = pods.api.pod(&key.0, &key.1).await?;
+        let orphan = match &pod {
+            None => true,
+            Some(p) => {
+                terminal(p)
+                    || owner.is_some_and(|o| p.uid().as_deref() != Some(o.as_str()))
+                    || p.spec.as_ref().and_then(|s| s.node_name.as_deref()) != Some(pods.api.node())
+                    || pods.api.choice(p).await?.is_none()
+            }
+        };
+        if orphan {
+            pods.api.delete_endpoint_seen(&ep).await?;
+            tracing::info!(pod = %format!("{}/{}", key.0, key.1), "deleted the PodEndpoint of a pod that is gone, finished or no longer opted in");
+            n += 1;
         }
     }
     Ok(n)

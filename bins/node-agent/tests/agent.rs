@@ -127,6 +127,114 @@ fn pods_opt_in_follow_their_gateway_and_leave_nothing_behind() {
     assert!(!p.has_wg0());
     assert_eq!(p.route_dev("203.0.113.10"), "eth0");
 
+    // A refused PodEndpoint write never leaves the pod's routes pointing
+    // into a tunnel the gateway does not know, and is retried until it
+    // succeeds: then the pod goes on the tunnel.
+    let deny_policy = serde_json::json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": "refuse-endpoints"},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{
+                "apiGroups": ["egressgateway.kubernetes.azure.com"], "apiVersions": ["*"],
+                "operations": ["CREATE"], "resources": ["podendpoints"]
+            }]},
+            "validations": [{"expression": "false", "message": "refused by the test"}]
+        }
+    });
+    let binding = serde_json::json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": "refuse-endpoints"},
+        "spec": {
+            "policyName": "refuse-endpoints", "validationActions": ["Deny"],
+            "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "apps"}}}
+        }
+    });
+    let policies: Api<k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicy> =
+        Api::all(client.clone());
+    let bindings: Api<
+        k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding,
+    > = Api::all(client.clone());
+    rt.block_on(policies.create(
+        &kube::api::PostParams::default(),
+        &serde_json::from_value(deny_policy).unwrap(),
+    ))
+    .unwrap();
+    rt.block_on(bindings.create(
+        &kube::api::PostParams::default(),
+        &serde_json::from_value(binding).unwrap(),
+    ))
+    .unwrap();
+    // Admission sees a new policy through its own cache: wait until it
+    // refuses a PodEndpoint.
+    let probe_api: Api<PodEndpoint> = Api::namespaced(client.clone(), "apps");
+    let probe: PodEndpoint = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "probe"}, "spec": {}
+    }))
+    .unwrap();
+    wait_until("the refusal to apply", Duration::from_secs(20), || match rt
+        .block_on(probe_api.create(&kube::api::PostParams::default(), &probe))
+    {
+        Ok(_) => {
+            rt.block_on(probe_api.delete("probe", &DeleteParams::default()))
+                .unwrap();
+            false
+        }
+        Err(_) => true,
+    });
+    let q = PodNs::new(14);
+    rt.block_on(put_pod(&client, "apps", "q", &q.ip, Some("egress")));
+    let (code, out) = cni(
+        "ADD",
+        "apps",
+        "q",
+        &q.path(),
+        "sandbox-q",
+        &conf(&d, "open"),
+    );
+    assert_eq!(
+        (code, interfaces(&out)),
+        (0, vec!["eth0".to_string()]),
+        "{out}"
+    );
+    for _ in 0..6 {
+        assert_eq!(
+            q.route_dev("203.0.113.10"),
+            "eth0",
+            "routes into the tunnel while the gateway cannot know the pod"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    rt.block_on(bindings.delete("refuse-endpoints", &DeleteParams::default()))
+        .unwrap();
+    wait_until(
+        "the refused endpoint to be written and the pod to go on the tunnel",
+        Duration::from_secs(20),
+        || {
+            q.route_dev("203.0.113.10") == "wg0"
+                && rt
+                    .block_on(Api::<PodEndpoint>::namespaced(client.clone(), "apps").get_opt("q"))
+                    .unwrap()
+                    .is_some()
+        },
+    );
+    gw.sync_peers(&rt.block_on(endpoints(&client)));
+    assert_eq!(
+        q.fetch_eventually(Duration::from_secs(15)).unwrap(),
+        "10.244.77.14"
+    );
+    let (code, _) = cni(
+        "DEL",
+        "apps",
+        "q",
+        &q.path(),
+        "sandbox-q",
+        &conf(&d, "open"),
+    );
+    assert_eq!(code, 0);
+
     // A pod in a namespace with a default gets the tunnel.
     let n = PodNs::new(7);
     rt.block_on(put_pod(&client, "dflt", "n", &n.ip, None));
@@ -249,9 +357,60 @@ fn pods_opt_in_follow_their_gateway_and_leave_nothing_behind() {
         "no device left on the node"
     );
 
+    // A pod whose DEL the agent does not see (it is away when the pod goes).
+    let gone = PodNs::new(15);
+    rt.block_on(put_pod(&client, "dflt", "gone", &gone.ip, None));
+    let (code, out) = cni(
+        "ADD",
+        "dflt",
+        "gone",
+        &gone.path(),
+        "sandbox-gone",
+        &conf(&d, "open"),
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(gone.has_wg0());
+
     // The agent away: pods start (fail-open) and get the tunnel when it is back.
     drop(agent);
     rt.block_on(put_sgc(&client, "apps", "egress", &gw));
+    rt.block_on(
+        Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), "dflt")
+            .delete("gone", &DeleteParams::default()),
+    )
+    .unwrap();
+    let (code, _) = cni(
+        "DEL",
+        "dflt",
+        "gone",
+        &gone.path(),
+        "sandbox-gone",
+        &conf(&d, "open"),
+    );
+    assert_eq!(code, 0);
+    drop(gone);
+    // A finished opted-in pod whose address a running pod of another
+    // namespace now holds: its tunnel must not go to that pod.
+    let reuse = PodNs::new(12);
+    rt.block_on(put_pod(&client, "apps", "done", &reuse.ip, Some("egress")));
+    rt.block_on(
+        Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), "apps").patch_status(
+            "done",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"status": {"phase": "Succeeded"}})),
+        ),
+    )
+    .unwrap();
+    rt.block_on(put_pod(&client, "plain", "reuse", &reuse.ip, None));
+    let (code, _) = cni(
+        "ADD",
+        "plain",
+        "reuse",
+        &reuse.path(),
+        "sandbox-reuse",
+        &conf(&d, "open"),
+    );
+    assert_eq!(code, 0);
     let late = PodNs::new(8);
     rt.block_on(put_pod(&client, "apps", "late", &late.ip, Some("egress")));
     let (code, out) = cni(
@@ -293,6 +452,27 @@ fn pods_opt_in_follow_their_gateway_and_leave_nothing_behind() {
     assert_eq!(
         late.fetch_eventually(Duration::from_secs(15)).unwrap(),
         "10.244.77.8"
+    );
+    wait_until(
+        "the PodEndpoint of the pod deleted while the agent was away to go",
+        Duration::from_secs(15),
+        || {
+            rt.block_on(Api::<PodEndpoint>::namespaced(client.clone(), "dflt").get_opt("gone"))
+                .unwrap()
+                .is_none()
+        },
+    );
+    // Several recovery passes later, the finished pod's tunnel is nowhere.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        !reuse.has_wg0(),
+        "a finished pod's tunnel went to the pod that reuses its address"
+    );
+    assert_eq!(reuse.route_dev("203.0.113.10"), "eth0");
+    assert!(
+        rt.block_on(Api::<PodEndpoint>::namespaced(client.clone(), "apps").get_opt("done"))
+            .unwrap()
+            .is_none()
     );
     // CHECK passes while the tunnel is in place, and fails once it is gone.
     let (code, out) = cni(

@@ -1,7 +1,9 @@
-//! Node-local views the agent answers most ADDs from: the pods scheduled on
-//! this node (a field-selected watch, never the whole cluster) and the
-//! namespaces' metadata. A pod the watch has not delivered yet is read
-//! directly, so a just-created pod never fails an ADD.
+//! Node-local views the agent answers its reads from: the pods scheduled on
+//! this node (a field-selected watch, never the whole cluster), the
+//! namespaces' metadata, the gateway configurations and the PodEndpoints this
+//! node wrote (label-selected). With them a steady node costs the API nothing
+//! but the watches. What a watch has not delivered yet is read directly, so a
+//! just-created pod never fails an ADD.
 
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
@@ -11,11 +13,15 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use tokio::task::JoinHandle;
 
+use crate::crd::{PodEndpoint, StaticGatewayConfiguration};
+
 /// The stores and the tasks feeding them (stopped on drop).
 #[derive(Debug)]
 pub struct AgentCache {
     pods: Store<Pod>,
     namespaces: Store<PartialObjectMeta<Namespace>>,
+    gateways: Store<StaticGatewayConfiguration>,
+    endpoints: Store<PodEndpoint>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -32,6 +38,15 @@ where
             }
         }
     })
+}
+
+/// Whether the store has had its first full listing.
+fn ready<K>(store: &Store<K>) -> bool
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    futures_util::FutureExt::now_or_never(store.wait_until_ready()).is_some_and(|r| r.is_ok())
 }
 
 impl AgentCache {
@@ -57,10 +72,37 @@ impl AgentCache {
             .default_backoff()
             .modify(|n: &mut PartialObjectMeta<Namespace>| n.metadata.managed_fields = None),
         );
+        let (gateways, gw_writer) = reflector::store();
+        let gw_stream = reflector::reflector(
+            gw_writer,
+            watcher(
+                Api::<StaticGatewayConfiguration>::all(client.clone()),
+                watcher::Config::default(),
+            )
+            .default_backoff()
+            .modify(|g: &mut StaticGatewayConfiguration| g.meta_mut().managed_fields = None),
+        );
+        let (endpoints, ep_writer) = reflector::store();
+        let ep_stream = reflector::reflector(
+            ep_writer,
+            watcher(
+                Api::<PodEndpoint>::all(client.clone()),
+                watcher::Config::default().labels(&format!("{}={node}", super::NODE_LABEL)),
+            )
+            .default_backoff()
+            .modify(|e: &mut PodEndpoint| e.meta_mut().managed_fields = None),
+        );
         Self {
             pods,
             namespaces,
-            tasks: vec![drive(pod_stream, "Pod"), drive(ns_stream, "Namespace")],
+            gateways,
+            endpoints,
+            tasks: vec![
+                drive(pod_stream, "Pod"),
+                drive(ns_stream, "Namespace"),
+                drive(gw_stream, "StaticGatewayConfiguration"),
+                drive(ep_stream, "PodEndpoint"),
+            ],
         }
     }
 
@@ -75,9 +117,38 @@ impl AgentCache {
     /// before that, so a caller reads the API instead of trusting an empty
     /// store).
     pub fn pods(&self) -> Option<Vec<Pod>> {
-        let ready = futures_util::FutureExt::now_or_never(self.pods.wait_until_ready())
-            .is_some_and(|r| r.is_ok());
-        ready.then(|| self.pods.state().iter().map(|p| (**p).clone()).collect())
+        ready(&self.pods).then(|| self.pods.state().iter().map(|p| (**p).clone()).collect())
+    }
+
+    /// The configuration, once the watch has listed them (`Some(None)`:
+    /// listed, and there is no such configuration).
+    pub fn gateway(&self, ns: &str, name: &str) -> Option<Option<StaticGatewayConfiguration>> {
+        ready(&self.gateways).then(|| {
+            self.gateways
+                .get(&ObjectRef::new(name).within(ns))
+                .map(|g| (*g).clone())
+        })
+    }
+
+    /// The PodEndpoint of a pod of this node, once the watch has listed
+    /// them (`Some(None)`: listed, and there is none).
+    pub fn endpoint(&self, ns: &str, name: &str) -> Option<Option<PodEndpoint>> {
+        ready(&self.endpoints).then(|| {
+            self.endpoints
+                .get(&ObjectRef::new(name).within(ns))
+                .map(|e| (*e).clone())
+        })
+    }
+
+    /// Every PodEndpoint this node wrote, once listed.
+    pub fn endpoints(&self) -> Option<Vec<PodEndpoint>> {
+        ready(&self.endpoints).then(|| {
+            self.endpoints
+                .state()
+                .iter()
+                .map(|e| (**e).clone())
+                .collect()
+        })
     }
 
     /// The namespace's annotations, if the watch has it.

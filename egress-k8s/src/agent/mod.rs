@@ -1,11 +1,15 @@
 //! The node agent's view of the API: which gateway a pod opted into, that
 //! gateway's endpoint, and the pod's PodEndpoint.
 //!
-//! Reads are direct GETs (no cluster-wide informers on every node); the
-//! PodEndpoint records the node that wrote it in [`NODE_LABEL`], which the
-//! admission policy compares with the writer's node-bound identity.
+//! Reads come from node-local watches ([`AgentCache`]) once they have
+//! listed, else from direct GETs; every direct call has a deadline
+//! ([`REQUEST_TIMEOUT`]), so a stalled connection fails a call instead of
+//! holding a pod's lock. The PodEndpoint records the node that wrote it in
+//! [`NODE_LABEL`], which the admission policy compares with the writer's
+//! node-bound identity.
 
 mod cache;
+mod endpoints;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -30,6 +34,28 @@ pub const NODE_LABEL: &str = "egressgateway.kubernetes.azure.com/node";
 pub const FIELD_MANAGER: &str = "egress-node-agent";
 
 pub use cache::AgentCache;
+pub use endpoints::{PodEndpoints, observed, status_of, written_for};
+
+/// How long one direct API call may take.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs one API call with [`REQUEST_TIMEOUT`].
+async fn timed<T>(
+    action: impl FnOnce() -> String,
+    call: impl std::future::Future<Output = Result<T, kube::Error>>,
+) -> Result<T, Error> {
+    match tokio::time::timeout(REQUEST_TIMEOUT, call).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(source)) => Err(Error::Api {
+            action: action(),
+            source,
+        }),
+        Err(_) => Err(Error::Timeout {
+            action: action(),
+            seconds: REQUEST_TIMEOUT.as_secs(),
+        }),
+    }
+}
 
 /// Which configuration a pod uses: its own annotation, else its namespace's
 /// default. An empty annotation opts out, even of a namespace default.
@@ -153,10 +179,6 @@ impl std::fmt::Debug for AgentApi {
     }
 }
 
-fn api_err(action: String) -> impl FnOnce(kube::Error) -> Error {
-    move |source| Error::Api { action, source }
-}
-
 impl AgentApi {
     /// An agent for `node`.
     pub fn new(client: Client, node: impl Into<String>) -> Self {
@@ -185,10 +207,11 @@ impl AgentApi {
         if let Some(pod) = self.cache.as_ref().and_then(|c| c.pod(ns, name)) {
             return Ok(Some(pod));
         }
-        Api::<Pod>::namespaced(self.client.clone(), ns)
-            .get_opt(name)
-            .await
-            .map_err(api_err(format!("get pod {ns}/{name}")))
+        timed(
+            || format!("get pod {ns}/{name}"),
+            Api::<Pod>::namespaced(self.client.clone(), ns).get_opt(name),
+        )
+        .await
     }
 
     /// Pods scheduled on this node: from the node's watch once it has
@@ -198,11 +221,12 @@ impl AgentApi {
             return Ok(pods);
         }
         let lp = kube::api::ListParams::default().fields(&format!("spec.nodeName={}", self.node));
-        Ok(Api::<Pod>::all(self.client.clone())
-            .list(&lp)
-            .await
-            .map_err(api_err(format!("list pods on node {}", self.node)))?
-            .items)
+        Ok(timed(
+            || format!("list pods on node {}", self.node),
+            Api::<Pod>::all(self.client.clone()).list(&lp),
+        )
+        .await?
+        .items)
     }
 
     /// The namespace's default configuration, if it names one.
@@ -214,10 +238,11 @@ impl AgentApi {
         {
             return Ok(found);
         }
-        let namespace = Api::<Namespace>::all(self.client.clone())
-            .get_opt(ns)
-            .await
-            .map_err(api_err(format!("get namespace {ns}")))?;
+        let namespace = timed(
+            || format!("get namespace {ns}"),
+            Api::<Namespace>::all(self.client.clone()).get_opt(ns),
+        )
+        .await?;
         Ok(namespace.and_then(|n| n.annotations().get(ANNOTATION).cloned()))
     }
 
@@ -234,16 +259,74 @@ impl AgentApi {
 
     /// The configuration `name` in `ns`, if it exists.
     pub async fn gateway(&self, ns: &str, name: &str) -> Result<Option<Gateway>, Error> {
-        Ok(
-            Api::<StaticGatewayConfiguration>::namespaced(self.client.clone(), ns)
-                .get_opt(name)
-                .await
-                .map_err(api_err(format!(
-                    "get StaticGatewayConfiguration {ns}/{name}"
-                )))?
-                .as_ref()
-                .map(gateway_of),
+        if let Some(found) = self.cache.as_ref().and_then(|c| c.gateway(ns, name)) {
+            return Ok(found.as_ref().map(gateway_of));
+        }
+        Ok(timed(
+            || format!("get StaticGatewayConfiguration {ns}/{name}"),
+            Api::<StaticGatewayConfiguration>::namespaced(self.client.clone(), ns).get_opt(name),
         )
+        .await?
+        .as_ref()
+        .map(gateway_of))
+    }
+
+    /// The pod's PodEndpoint, if it exists.
+    pub async fn endpoint(&self, ns: &str, name: &str) -> Result<Option<PodEndpoint>, Error> {
+        if let Some(found) = self.cache.as_ref().and_then(|c| c.endpoint(ns, name)) {
+            return Ok(found);
+        }
+        timed(
+            || format!("get PodEndpoint {ns}/{name}"),
+            Api::<PodEndpoint>::namespaced(self.client.clone(), ns).get_opt(name),
+        )
+        .await
+    }
+
+    /// The PodEndpoints this node's agent wrote.
+    pub async fn endpoints_on_node(&self) -> Result<Vec<PodEndpoint>, Error> {
+        if let Some(found) = self.cache.as_ref().and_then(|c| c.endpoints()) {
+            return Ok(found);
+        }
+        let lp = kube::api::ListParams::default().labels(&format!("{NODE_LABEL}={}", self.node));
+        Ok(timed(
+            || format!("list PodEndpoints of node {}", self.node),
+            Api::<PodEndpoint>::all(self.client.clone()).list(&lp),
+        )
+        .await?
+        .items)
+    }
+
+    /// Deletes a PodEndpoint only if it is still the object `seen` (same
+    /// UID and resourceVersion): a collector acting on a cached copy never
+    /// removes an endpoint rewritten meanwhile. Absent or changed is success.
+    pub async fn delete_endpoint_seen(&self, seen: &PodEndpoint) -> Result<(), Error> {
+        let ns = seen.namespace().unwrap_or_default();
+        let name = seen.name_any();
+        let dp = DeleteParams {
+            preconditions: Some(kube::api::Preconditions {
+                uid: seen.uid(),
+                resource_version: seen.resource_version(),
+            }),
+            ..DeleteParams::default()
+        };
+        match tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            Api::<PodEndpoint>::namespaced(self.client.clone(), &ns).delete(&name, &dp),
+        )
+        .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(kube::Error::Api(s))) if s.code == 404 || s.code == 409 => Ok(()),
+            Ok(Err(source)) => Err(Error::Api {
+                action: format!("delete PodEndpoint {ns}/{name}"),
+                source,
+            }),
+            Err(_) => Err(Error::Timeout {
+                action: format!("delete PodEndpoint {ns}/{name}"),
+                seconds: REQUEST_TIMEOUT.as_secs(),
+            }),
+        }
     }
 
     /// Creates or updates the pod's PodEndpoint (upstream's spec, owned by
@@ -274,60 +357,59 @@ impl AgentApi {
             r.controller = Some(true);
             vec![r]
         });
-        Api::<PodEndpoint>::namespaced(self.client.clone(), &ns)
-            .patch(
+        let api = Api::<PodEndpoint>::namespaced(self.client.clone(), &ns);
+        timed(
+            || format!("apply PodEndpoint {ns}/{name}"),
+            api.patch(
                 &name,
                 &PatchParams::apply(FIELD_MANAGER).force(),
                 &Patch::Apply(&ep),
-            )
-            .await
-            .map(drop)
-            .map_err(api_err(format!("apply PodEndpoint {ns}/{name}")))
+            ),
+        )
+        .await
+        .map(drop)
     }
 
     /// Records the pod's effective egress on its PodEndpoint's status.
-    pub async fn write_endpoint_status(
+    pub async fn write_status(
         &self,
         ns: &str,
         name: &str,
-        gateway: &Gateway,
+        status: &egress_core::agent::EndpointStatus,
     ) -> Result<(), Error> {
         let status = crate::crd::PodEndpointStatus {
-            gateway_endpoint: gateway
-                .server
-                .as_ref()
-                .map(|s| std::net::SocketAddr::new(s.ip, s.port).to_string()),
-            egress_ip_prefix: gateway.egress_ip_prefix.clone(),
-            default_route: Some(
-                match gateway.mode {
-                    RouteMode::Gateway => "staticEgressGateway",
-                    RouteMode::Primary => "azureNetworking",
-                }
-                .to_string(),
-            ),
+            gateway_endpoint: status.gateway_endpoint.map(|s| s.to_string()),
+            egress_ip_prefix: status.egress_ip_prefix.clone(),
+            default_route: Some(endpoints::route_name(status.mode).to_string()),
         };
-        Api::<PodEndpoint>::namespaced(self.client.clone(), ns)
-            .patch_status(
+        let api = Api::<PodEndpoint>::namespaced(self.client.clone(), ns);
+        timed(
+            || format!("write the status of PodEndpoint {ns}/{name}"),
+            api.patch_status(
                 name,
                 &PatchParams::default(),
                 &Patch::Merge(serde_json::json!({ "status": status })),
-            )
-            .await
-            .map(drop)
-            .map_err(api_err(format!(
-                "write the status of PodEndpoint {ns}/{name}"
-            )))
+            ),
+        )
+        .await
+        .map(drop)
     }
 
     /// Deletes the pod's PodEndpoint; absent is success.
     pub async fn delete_endpoint(&self, ns: &str, name: &str) -> Result<(), Error> {
-        match Api::<PodEndpoint>::namespaced(self.client.clone(), ns)
-            .delete(name, &DeleteParams::default())
-            .await
+        let api = Api::<PodEndpoint>::namespaced(self.client.clone(), ns);
+        match timed(
+            || format!("delete PodEndpoint {ns}/{name}"),
+            api.delete(name, &DeleteParams::default()),
+        )
+        .await
         {
             Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-            Err(e) => Err(api_err(format!("delete PodEndpoint {ns}/{name}"))(e)),
+            Err(Error::Api {
+                source: kube::Error::Api(s),
+                ..
+            }) if s.code == 404 => Ok(()),
+            Err(e) => Err(e),
         }
     }
 }

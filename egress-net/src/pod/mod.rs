@@ -13,6 +13,9 @@
 //! nftables table of [`ruleset`].
 
 pub mod ruleset;
+mod sandboxes;
+
+pub use sandboxes::{PodDevices, node_name};
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};

@@ -278,6 +278,7 @@ pub struct Dirs {
     pub netd: PathBuf,
     pub backup: PathBuf,
     pub socket: PathBuf,
+    pub sandboxes: PathBuf,
 }
 
 pub const PRIMARY: &str = "{\n  \"cniVersion\": \"1.0.0\",\n  \"name\": \"k8s\",\n  \"plugins\": [{\"type\": \"bridge\", \"ipam\": {\"type\": \"host-local\"}}, {\"type\": \"portmap\"}]\n}\n";
@@ -291,6 +292,7 @@ pub fn dirs() -> Dirs {
         netd,
         backup: tmp.path().join("backup"),
         socket: tmp.path().join("run/agent.sock"),
+        sandboxes: tmp.path().join("run/sandboxes"),
         _tmp: tmp,
     }
 }
@@ -316,6 +318,8 @@ pub fn agent_args(d: &Dirs) -> Vec<String> {
         d.backup.display().to_string(),
         "--socket".into(),
         d.socket.display().to_string(),
+        "--sandbox-dir".into(),
+        d.sandboxes.display().to_string(),
     ]
 }
 
@@ -352,7 +356,7 @@ pub fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> D
 pub fn conf(d: &Dirs, mode: &str) -> String {
     json!({
         "cniVersion": "1.1.0", "name": "k8s", "type": "egress-cni",
-        "failureMode": mode, "agentSocket": d.socket,
+        "failureMode": mode, "agentSocket": d.socket, "sandboxDir": d.sandboxes,
         "prevResult": {"cniVersion": "1.1.0", "interfaces": [{"name": "eth0"}], "ips": []}
     })
     .to_string()
@@ -403,7 +407,12 @@ pub fn cni_as(
             .env("CNI_IFNAME", "eth0")
             .env(
                 "CNI_ARGS",
-                format!("K8S_POD_NAMESPACE={ns};K8S_POD_NAME={pod}"),
+                match uid_of(ns, pod) {
+                    Some(uid) => {
+                        format!("K8S_POD_NAMESPACE={ns};K8S_POD_NAME={pod};K8S_POD_UID={uid}")
+                    }
+                    None => format!("K8S_POD_NAMESPACE={ns};K8S_POD_NAME={pod}"),
+                },
             );
     }
     cmd.stdin(Stdio::piped())
@@ -510,7 +519,11 @@ pub async fn put_pod(client: &Client, ns: &str, name: &str, ip: &str, sgc: Optio
     if let Some(s) = sgc {
         pod.metadata.annotations = Some([(ANNOTATION.to_string(), s.to_string())].into());
     }
-    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let made = pods.create(&PostParams::default(), &pod).await.unwrap();
+    UIDS.lock().unwrap().insert(
+        (ns.to_string(), name.to_string()),
+        made.metadata.uid.unwrap(),
+    );
     pods.patch_status(
         name,
         &PatchParams::default(),
@@ -518,6 +531,18 @@ pub async fn put_pod(client: &Client, ns: &str, name: &str, ip: &str, sgc: Optio
     )
     .await
     .unwrap();
+}
+
+/// The UIDs of the pods the test made, passed to the plugin as the runtime
+/// does (`K8S_POD_UID`).
+static UIDS: std::sync::Mutex<std::collections::BTreeMap<(String, String), String>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+pub fn uid_of(ns: &str, name: &str) -> Option<String> {
+    UIDS.lock()
+        .unwrap()
+        .get(&(ns.to_string(), name.to_string()))
+        .cloned()
 }
 
 pub async fn endpoints(client: &Client) -> Vec<PodEndpoint> {
