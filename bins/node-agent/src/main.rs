@@ -75,6 +75,11 @@ struct Args {
     /// to a healthy gateway node); 0 leaves it to WireGuard (15 s).
     #[arg(long, default_value_t = 2000)]
     tunnel_silence_ms: u64,
+    /// Only callers in this process's mount namespace may use the socket:
+    /// 1 is the node's init when the agent runs with the node's PID
+    /// namespace, so callers must be where the container runtime is.
+    #[arg(long, default_value_t = 1)]
+    callers_like_pid: u32,
     #[command(subcommand)]
     command: Option<Cmd>,
 }
@@ -148,12 +153,13 @@ async fn main() -> anyhow::Result<()> {
         state: tokio::sync::Mutex::default(),
         locks: std::sync::Mutex::default(),
     });
+    let node_mounts = server::MountNs::node(args.callers_like_pid)?;
     let listener = server::bind(&args.socket)?;
     let handler = Arc::new(handler::Handler {
         pods: pods.clone(),
         metrics: metrics.clone(),
     });
-    let serving = tokio::spawn(server::serve(listener, handler));
+    let serving = tokio::spawn(server::serve(listener, handler, node_mounts));
     // Install only once the socket answers, so the plugin never waits on a
     // configuration the agent cannot serve yet.
     let plugin = serde_json::json!({

@@ -1,6 +1,13 @@
 //! The plugin's socket: a unix socket in a root-only directory, mode 0600,
-//! and every peer's credentials checked, so only root on this node reaches
-//! the agent. No network listener.
+//! and every peer checked. No network listener.
+//!
+//! Who may call: root (uid 0) in the node's own mount namespace, which is
+//! where the kubelet and the container runtime run and so where they execute
+//! the plugin. A container that merely sees the host's `/run` (a hostPath
+//! mount of it, even as root) lives in a mount namespace of its own and is
+//! refused. The node's mount namespace is PID 1's: the agent runs with the
+//! node's PID namespace (`hostPID`), so PID 1 is the node's init and the
+//! peer's PID from `SO_PEERCRED` names a process the agent can look at.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -28,8 +35,38 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Serves connections until the listener fails.
-pub async fn serve(listener: UnixListener, handler: Arc<Handler>) -> anyhow::Result<()> {
+/// A mount namespace, by the device and inode of its `/proc/<pid>/ns/mnt`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MountNs(u64, u64);
+
+impl MountNs {
+    /// The mount namespace of process `pid`.
+    pub fn of(pid: &str) -> std::io::Result<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(format!("/proc/{pid}/ns/mnt"))?;
+        Ok(Self(m.dev(), m.ino()))
+    }
+
+    /// The node's: that of `pid` (1, the node's init, in a pod with
+    /// `hostPID`). Failing here means the agent cannot see that process.
+    pub fn node(pid: u32) -> anyhow::Result<Self> {
+        Self::of(&pid.to_string()).with_context(|| {
+            format!(
+                "cannot read the mount namespace of PID {pid} (/proc/{pid}/ns/mnt); the agent needs the node's PID namespace (hostPID) to check who calls its socket"
+            )
+        })
+    }
+}
+
+/// How long a peer may take to send its request.
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves connections until the listener fails; callers must be in `node`.
+pub async fn serve(
+    listener: UnixListener,
+    handler: Arc<Handler>,
+    node: MountNs,
+) -> anyhow::Result<()> {
     loop {
         let (stream, _) = listener
             .accept()
@@ -37,14 +74,18 @@ pub async fn serve(listener: UnixListener, handler: Arc<Handler>) -> anyhow::Res
             .context("accept on the agent socket")?;
         let handler = handler.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection(stream, &handler).await {
+            if let Err(e) = connection(stream, &handler, node).await {
                 tracing::warn!(error = %format!("{e:#}"), "plugin connection failed");
             }
         });
     }
 }
 
-async fn connection(mut stream: UnixStream, handler: &Handler) -> anyhow::Result<()> {
+async fn connection(
+    mut stream: UnixStream,
+    handler: &Handler,
+    node: MountNs,
+) -> anyhow::Result<()> {
     let cred = stream
         .peer_cred()
         .context("reading the peer's credentials")?;
@@ -52,12 +93,24 @@ async fn connection(mut stream: UnixStream, handler: &Handler) -> anyhow::Result
         handler.metrics.failure("peer_not_root");
         anyhow::bail!("refused a connection from uid {}", cred.uid());
     }
+    // A peer outside the agent's PID namespace has no PID here (0 or none).
+    let peer = cred.pid().filter(|p| *p > 0);
+    let same = peer.is_some_and(|p| MountNs::of(&p.to_string()).is_ok_and(|m| m == node));
+    if !same {
+        handler.metrics.failure("peer_not_on_node");
+        anyhow::bail!(
+            "refused a connection from pid {}: not in the node's mount namespace (only the container runtime's plugin calls may use this socket)",
+            peer.map_or_else(|| "unknown".to_string(), |p| p.to_string())
+        );
+    }
     let mut body = Vec::new();
-    (&mut stream)
-        .take(MAX_MESSAGE)
-        .read_to_end(&mut body)
-        .await
-        .context("reading the request")?;
+    tokio::time::timeout(
+        READ_TIMEOUT,
+        (&mut stream).take(MAX_MESSAGE).read_to_end(&mut body),
+    )
+    .await
+    .context("the peer sent no request in time")?
+    .context("reading the request")?;
     if body.is_empty() {
         // A readiness probe connecting and hanging up.
         return Ok(());

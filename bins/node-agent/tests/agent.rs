@@ -63,6 +63,31 @@ fn pods_opt_in_follow_their_gateway_and_leave_nothing_behind() {
         &conf(&d, "closed"),
     );
     assert_eq!((code, out["code"].as_u64()), (1, Some(11)), "{out}");
+    // Root in a mount namespace of its own (a container that sees the
+    // host's /run) is refused too.
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private"])
+        .arg(plugin_binary())
+        .env_clear()
+        .env("CNI_COMMAND", "STATUS")
+        .stdin(
+            std::fs::File::open({
+                let f = d.netd.parent().unwrap().join("status.json");
+                std::fs::write(&f, conf(&d, "closed")).unwrap();
+                f
+            })
+            .unwrap(),
+        )
+        .output()
+        .unwrap();
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(
+        (out.status.code(), answer["code"].as_u64()),
+        (Some(1), Some(11)),
+        "root outside the node's mount namespace reached the agent: {answer}"
+    );
+    let (code, out) = cni("STATUS", "", "", "", "", &conf(&d, "closed"));
+    assert_eq!(code, 0, "the runtime's own call is answered: {out}");
 
     // An annotated pod gets wg0, the planned routes and its PodEndpoint,
     // and its traffic leaves through the gateway.

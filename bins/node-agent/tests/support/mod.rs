@@ -320,6 +320,10 @@ pub fn agent_args(d: &Dirs) -> Vec<String> {
         d.socket.display().to_string(),
         "--sandbox-dir".into(),
         d.sandboxes.display().to_string(),
+        // The node's mount namespace is the test's own (PID 1 of this
+        // machine may not be readable).
+        "--callers-like-pid".into(),
+        std::process::id().to_string(),
     ]
 }
 
