@@ -27,6 +27,14 @@ pub enum Error {
     /// The network configuration on stdin is not valid.
     #[error("network configuration: {0}")]
     Config(String),
+    /// One of the plugin's own configuration keys has a bad value.
+    #[error("network configuration: {key:?} {problem}")]
+    Key {
+        /// The key.
+        key: &'static str,
+        /// What is wrong with its value.
+        problem: String,
+    },
     /// The network configuration is not JSON.
     #[error("network configuration is not valid JSON")]
     Decode(#[source] serde_json::Error),
@@ -74,7 +82,7 @@ impl Error {
             Self::Env { .. } => 4,
             Self::Io { .. } | Self::BadAnswer(_) | Self::Agent(_) => 5,
             Self::Decode(_) => 6,
-            Self::Config(_) | Self::Withdrawn { .. } => 7,
+            Self::Config(_) | Self::Key { .. } | Self::Withdrawn { .. } => 7,
             Self::AgentUnavailable { .. } => 11,
         }
     }
