@@ -6,7 +6,12 @@
 //! renamed into place. If a file of that name already existed and was not
 //! ours, its bytes are kept in a backup and put back on uninstall, so the
 //! directory ends exactly as it was found. A primary configuration that is
-//! missing or not valid JSON is reported and nothing is written.
+//! missing or not valid JSON is reported and nothing is written; if our
+//! chained file is already there it is withdrawn first (as [`uninstall`]
+//! does), because it is a copy of a primary that is gone: left in place it
+//! would sort first and the runtime would keep wiring pods into a network
+//! the node no longer has. The next [`install`] after the primary is back
+//! chains it again.
 
 use std::fs;
 use std::io::Write;
@@ -139,15 +144,28 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     fs::rename(&tmp, path).map_err(io(format!("cannot rename into {}", path.display())))
 }
 
-/// Installs (or refreshes) the chained configuration.
+/// Installs (or refreshes) the chained configuration. When there is no
+/// usable primary (none left, or it cannot be read or parsed) our chained
+/// file is withdrawn and the error says so ([`Error::Withdrawn`]).
 pub fn install(layout: &Layout, plugin: &Value) -> Result<Installed, Error> {
-    let primary = find_primary(layout)?;
+    let primary = match find_primary(layout) {
+        Ok(p) => p,
+        // The directory cannot even be listed: nothing is known about the
+        // primary, so ours stays as it is.
+        Err(e @ Error::Io { .. }) => return Err(e),
+        Err(e) => return Err(withdraw(layout, e)),
+    };
     let primary_name = primary
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let bytes = fs::read(&primary).map_err(io(format!("cannot read {}", primary.display())))?;
-    let chained = chain(&primary_name, &bytes, plugin)?;
+    let chained = fs::read(&primary)
+        .map_err(io(format!("cannot read {}", primary.display())))
+        .and_then(|bytes| chain(&primary_name, &bytes, plugin));
+    let chained = match chained {
+        Ok(c) => c,
+        Err(e) => return Err(withdraw(layout, e)),
+    };
     let ours = layout.ours();
     let mut backed_up = false;
     match fs::read(&ours) {
@@ -166,6 +184,28 @@ pub fn install(layout: &Layout, plugin: &Value) -> Result<Installed, Error> {
     }
     write_atomic(&ours, &chained)?;
     Ok(Installed { primary, backed_up })
+}
+
+/// Withdraws our chained file (as [`uninstall`]) because the primary is not
+/// usable for `reason`; the error to report. Nothing of ours installed:
+/// `reason` itself.
+fn withdraw(layout: &Layout, reason: Error) -> Error {
+    let ours = layout.ours();
+    let installed = layout.backup().exists() || fs::read(&ours).is_ok_and(|b| is_ours(&b));
+    if !installed {
+        return reason;
+    }
+    match uninstall(layout) {
+        Ok(()) => Error::Withdrawn {
+            file: ours,
+            reason: Box::new(reason),
+        },
+        // Both are worth reading: why it had to go, and why it could not.
+        Err(e) => Error::Config(format!(
+            "{reason}; and the chained configuration {} could not be withdrawn: {e}",
+            ours.display()
+        )),
+    }
 }
 
 /// Removes the chained configuration and puts back what it replaced, byte
@@ -189,3 +229,5 @@ pub fn uninstall(layout: &Layout) -> Result<(), Error> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod withdraw_tests;

@@ -27,6 +27,14 @@ pub enum Error {
     /// The network configuration on stdin is not valid.
     #[error("network configuration: {0}")]
     Config(String),
+    /// One of the plugin's own configuration keys has a bad value.
+    #[error("network configuration: {key:?} {problem}")]
+    Key {
+        /// The key.
+        key: &'static str,
+        /// What is wrong with its value.
+        problem: String,
+    },
     /// The network configuration is not JSON.
     #[error("network configuration is not valid JSON")]
     Decode(#[source] serde_json::Error),
@@ -54,6 +62,16 @@ pub enum Error {
     /// The agent's answer could not be understood.
     #[error("the node agent's answer is not valid: {0}")]
     BadAnswer(String),
+    /// The chained configuration was removed because its primary is not
+    /// usable any more. The reason is part of the message (not a `source`)
+    /// because the node agent logs the message alone.
+    #[error("withdrew the chained CNI configuration {}: {reason}", file.display())]
+    Withdrawn {
+        /// Our chained file, now removed (or restored to what it replaced).
+        file: std::path::PathBuf,
+        /// Why the primary is not usable.
+        reason: Box<Error>,
+    },
 }
 
 impl Error {
@@ -64,7 +82,7 @@ impl Error {
             Self::Env { .. } => 4,
             Self::Io { .. } | Self::BadAnswer(_) | Self::Agent(_) => 5,
             Self::Decode(_) => 6,
-            Self::Config(_) => 7,
+            Self::Config(_) | Self::Key { .. } | Self::Withdrawn { .. } => 7,
             Self::AgentUnavailable { .. } => 11,
         }
     }

@@ -1,11 +1,22 @@
 //! The plugin's input: `CNI_*` environment variables and the network
 //! configuration on stdin, checked field by field so that every defect is
 //! named in the error the runtime shows.
+//!
+//! Two kinds of defect are told apart. The runtime's input (the `CNI_*`
+//! variables, JSON that does not parse, a `cniVersion` not spoken, a missing
+//! `prevResult`) is always an [`Error`]. A bad value of one of this
+//! plugin's own keys (`failureMode`, `agentSocket`, `timeoutSeconds`,
+//! `sandboxDir`) is a [`KeyDefect`] listed in [`NetConf::defects`] by
+//! [`parse_tolerant`]: in failure mode open a mistake in our configuration
+//! must not keep pods from starting, so the plugin decides, not the parser.
+
+use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::{DEFAULT_SOCKET, Error, SUPPORTED_VERSIONS};
+use crate::{DEFAULT_SOCKET, DEFAULT_TIMEOUT, Error, SUPPORTED_VERSIONS};
 
 /// The CNI operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,10 +68,45 @@ pub struct NetConf {
     pub failure_mode: FailureMode,
     /// `agentSocket`: the agent's unix socket.
     pub socket: String,
+    /// `timeoutSeconds`: how long the whole exchange with the agent may
+    /// take, counted from the plugin's start.
+    pub timeout: Duration,
+    /// `sandboxDir`: where the plugin records a sandbox itself when the
+    /// agent cannot be reached (see [`crate::sandbox`]).
+    pub sandbox_dir: PathBuf,
+    /// Bad values of the plugin's own keys; each such key holds its default
+    /// above (`failureMode`: open).
+    pub defects: Vec<KeyDefect>,
     /// The previous plugin's result (ADD, CHECK).
     pub prev_result: Option<Value>,
     /// GC's list of attachments still in use.
     pub valid_attachments: Option<Vec<Attachment>>,
+}
+
+/// A bad value of one of the plugin's own configuration keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyDefect {
+    /// The key (`failureMode`, `agentSocket`, `timeoutSeconds`, `sandboxDir`).
+    pub key: &'static str,
+    /// What is wrong with its value, naming the value where it helps.
+    pub problem: String,
+}
+
+impl KeyDefect {
+    fn new(key: &'static str, problem: impl Into<String>) -> Self {
+        Self {
+            key,
+            problem: problem.into(),
+        }
+    }
+
+    /// The defect as an error (a CNI "invalid network configuration").
+    pub fn to_error(&self) -> Error {
+        Error::Key {
+            key: self.key,
+            problem: self.problem.clone(),
+        }
+    }
 }
 
 /// A parsed invocation.
@@ -229,7 +275,71 @@ fn required(obj: &Map<String, Value>, key: &str) -> Result<String, Error> {
         .ok_or_else(|| Error::Config(format!("{key:?} is missing")))
 }
 
-/// Parses the network configuration for `command`.
+fn failure_mode(obj: &Map<String, Value>) -> Result<FailureMode, KeyDefect> {
+    match field(obj, "failureMode") {
+        None => Ok(FailureMode::Open),
+        Some(Value::String(s)) if s == "open" => Ok(FailureMode::Open),
+        Some(Value::String(s)) if s == "closed" => Ok(FailureMode::Closed),
+        Some(other) => Err(KeyDefect::new(
+            "failureMode",
+            format!("is {other}; expected \"open\" or \"closed\""),
+        )),
+    }
+}
+
+/// An absolute path under `key`, or `default` when the key is absent.
+fn absolute_path(
+    obj: &Map<String, Value>,
+    key: &'static str,
+    default: &str,
+) -> Result<String, KeyDefect> {
+    match field(obj, key) {
+        None => Ok(default.to_string()),
+        Some(Value::String(p)) if p.starts_with('/') && !p.contains('\0') => Ok(p.clone()),
+        Some(Value::String(p)) => Err(KeyDefect::new(
+            key,
+            format!("is {p:?}; it must be an absolute path"),
+        )),
+        Some(other) => Err(KeyDefect::new(
+            key,
+            format!("is {other}; it must be a string"),
+        )),
+    }
+}
+
+/// The agent gets at most a minute: the runtime's own CNI timeout is a few
+/// minutes, and a sandbox held longer only delays the pod.
+const MAX_TIMEOUT_SECONDS: u64 = 60;
+
+fn timeout(obj: &Map<String, Value>) -> Result<Duration, KeyDefect> {
+    match field(obj, "timeoutSeconds") {
+        None => Ok(DEFAULT_TIMEOUT),
+        Some(v) => v
+            .as_u64()
+            .filter(|s| (1..=MAX_TIMEOUT_SECONDS).contains(s))
+            .map(Duration::from_secs)
+            .ok_or_else(|| {
+                KeyDefect::new(
+                    "timeoutSeconds",
+                    format!(
+                        "is {v}; expected a whole number of seconds from 1 to {MAX_TIMEOUT_SECONDS}"
+                    ),
+                )
+            }),
+    }
+}
+
+/// The value of an own key, or `default` with the defect recorded.
+fn own<T>(defects: &mut Vec<KeyDefect>, value: Result<T, KeyDefect>, default: T) -> T {
+    value.unwrap_or_else(|d| {
+        defects.push(d);
+        default
+    })
+}
+
+/// Parses the network configuration for `command`. The runtime's defects
+/// are errors; bad values of the plugin's own keys are listed in
+/// [`NetConf::defects`].
 pub fn parse_conf(command: Command, stdin: &[u8]) -> Result<NetConf, Error> {
     let value: Value = serde_json::from_slice(stdin).map_err(Error::Decode)?;
     let Value::Object(obj) = value else {
@@ -252,21 +362,21 @@ pub fn parse_conf(command: Command, stdin: &[u8]) -> Result<NetConf, Error> {
     }
     let name = required(&obj, "name")?;
     required(&obj, "type")?;
-    let failure_mode = match string_field(&obj, "failureMode")?.as_deref() {
-        None | Some("open") => FailureMode::Open,
-        Some("closed") => FailureMode::Closed,
-        Some(other) => {
-            return Err(Error::Config(format!(
-                "\"failureMode\" is {other:?}; expected \"open\" or \"closed\""
-            )));
-        }
-    };
-    let socket = string_field(&obj, "agentSocket")?.unwrap_or_else(|| DEFAULT_SOCKET.into());
-    if !socket.starts_with('/') || socket.contains('\0') {
-        return Err(Error::Config(
-            "\"agentSocket\" must be an absolute path".into(),
-        ));
-    }
+    let mut defects = Vec::new();
+    let failure_mode = own(&mut defects, failure_mode(&obj), FailureMode::Open);
+    let socket = own(
+        &mut defects,
+        absolute_path(&obj, "agentSocket", DEFAULT_SOCKET),
+        DEFAULT_SOCKET.into(),
+    );
+    let timeout = own(&mut defects, timeout(&obj), DEFAULT_TIMEOUT);
+    let default_dir = crate::sandbox::DEFAULT_DIR;
+    let sandbox_dir = own(
+        &mut defects,
+        absolute_path(&obj, "sandboxDir", default_dir),
+        default_dir.into(),
+    )
+    .into();
     let prev_result = match field(&obj, "prevResult") {
         None => None,
         Some(v @ Value::Object(_)) => Some(v.clone()),
@@ -299,14 +409,32 @@ pub fn parse_conf(command: Command, stdin: &[u8]) -> Result<NetConf, Error> {
         name,
         failure_mode,
         socket,
+        timeout,
+        sandbox_dir,
+        defects,
         prev_result,
         valid_attachments,
     })
 }
 
 /// Parses an invocation from the environment (`env` looks a variable up)
-/// and stdin.
+/// and stdin; a bad value of one of the plugin's own keys is an error too
+/// (the first one found).
 pub fn parse(env: impl Fn(&str) -> Option<String>, stdin: &[u8]) -> Result<Invocation, Error> {
+    let inv = parse_tolerant(env, stdin)?;
+    match inv.conf.as_ref().and_then(|c| c.defects.first()) {
+        Some(defect) => Err(defect.to_error()),
+        None => Ok(inv),
+    }
+}
+
+/// As [`parse`], but bad values of the plugin's own keys are listed in
+/// [`NetConf::defects`] instead of failing, for the plugin to weigh against
+/// its failure mode.
+pub fn parse_tolerant(
+    env: impl Fn(&str) -> Option<String>,
+    stdin: &[u8],
+) -> Result<Invocation, Error> {
     let command = parse_command(env("CNI_COMMAND"))?;
     if command == Command::Version {
         return Ok(Invocation {
@@ -358,5 +486,7 @@ pub fn answer_version(stdin: &[u8]) -> String {
         .unwrap_or_else(|| SUPPORTED_VERSIONS[SUPPORTED_VERSIONS.len() - 1].to_string())
 }
 
+#[cfg(test)]
+mod own_keys_tests;
 #[cfg(test)]
 mod tests;

@@ -21,6 +21,7 @@ pub mod sandbox;
 pub mod wire;
 
 pub use error::{Error, ErrorObject};
+pub use invocation::KeyDefect;
 pub use invocation::{Command, FailureMode, Invocation, NetConf};
 
 /// The CNI versions this plugin speaks. The chained conflist takes the
@@ -41,5 +42,8 @@ pub fn version_has(version: &str, command: Command) -> bool {
 }
 /// The unix socket the agent serves by default.
 pub const DEFAULT_SOCKET: &str = "/run/egress-gateway/cni/agent.sock";
+/// How long the plugin's whole exchange with the agent may take by default
+/// (`timeoutSeconds`), counted from the plugin's start.
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// The interface the plugin adds to the pod.
 pub const INTERFACE: &str = "wg0";
