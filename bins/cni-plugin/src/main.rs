@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use egress_cni::invocation::{answer_version, parse};
+use egress_cni::sandbox::{SandboxRecord, SandboxStore};
 use egress_cni::wire::{Answer, MAX_MESSAGE, Request, pass_on};
 use egress_cni::{Command, Error, ErrorObject, FailureMode, SUPPORTED_VERSIONS};
 use serde_json::{Value, json};
@@ -52,9 +53,15 @@ fn run(stdin: &[u8], version: &str) -> Result<Option<Value>, ErrorObject> {
             "supportedVersions": SUPPORTED_VERSIONS,
         })));
     };
-    let Some(conf) = inv.conf else {
+    let Some(conf) = inv.conf.clone() else {
         return Ok(None);
     };
+    // DEL: the sandbox's record goes, whatever the agent answers.
+    if inv.command == Command::Del
+        && let Some(id) = &inv.container_id
+    {
+        let _ = SandboxStore::new(&conf.sandbox_dir).remove(id);
+    }
     match call(&conf.socket, &request) {
         Ok(Answer::Ok(result)) => Ok(result),
         Ok(Answer::Error(obj)) => Err(obj),
@@ -65,12 +72,43 @@ fn run(stdin: &[u8], version: &str) -> Result<Option<Value>, ErrorObject> {
                 std::io::stderr(),
                 "egress-cni: {e}; failure mode open, continuing without the agent"
             );
+            if inv.command == Command::Add {
+                record(&inv, &conf.sandbox_dir);
+            }
             Ok(match inv.command {
                 Command::Add => Some(pass_on(conf.prev_result.as_ref(), &conf.cni_version)),
                 _ => None,
             })
         }
         Err(e) => Err(e.to_object(version)),
+    }
+}
+
+/// Records the sandbox of an ADD the agent did not answer, so that the agent
+/// binds the pod's tunnel to exactly this sandbox once it is back. A record
+/// that cannot be written is only a warning: the pod starts either way.
+fn record(inv: &egress_cni::invocation::Invocation, dir: &std::path::Path) {
+    let (Some(container_id), Some(netns), Some(ns), Some(name)) = (
+        &inv.container_id,
+        &inv.netns,
+        &inv.pod_namespace,
+        &inv.pod_name,
+    ) else {
+        return;
+    };
+    let r = SandboxRecord {
+        container_id: container_id.clone(),
+        netns: netns.clone(),
+        ifname: inv.ifname.clone().unwrap_or_else(|| "eth0".into()),
+        pod_namespace: ns.clone(),
+        pod_name: name.clone(),
+        pod_uid: inv.pod_uid.clone(),
+    };
+    if let Err(e) = SandboxStore::new(dir).put(&r) {
+        let _ = writeln!(
+            std::io::stderr(),
+            "egress-cni: cannot record the sandbox for the agent: {e}"
+        );
     }
 }
 

@@ -401,7 +401,8 @@ fn pods_opt_in_follow_their_gateway_and_leave_nothing_behind() {
     rt.block_on(put_sgc(&client, "apps", "egress", &gw));
     rt.block_on(
         Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), "dflt")
-            .delete("gone", &DeleteParams::default()),
+            // No kubelet confirms here: the pod goes at once.
+            .delete("gone", &DeleteParams::default().grace_period(0)),
     )
     .unwrap();
     let (code, _) = cni(

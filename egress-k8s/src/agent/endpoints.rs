@@ -136,7 +136,7 @@ impl EndpointStore for PodEndpoints<'_> {
     async fn delete_endpoint(&self, pod: &PodRef) -> Result<(), egress_core::Error> {
         let found = self
             .api
-            .endpoint(&pod.namespace, &pod.name)
+            .endpoint_now(&pod.namespace, &pod.name)
             .await
             .map_err(|e| core("delete_endpoint", e))?;
         match found {

@@ -283,6 +283,16 @@ impl AgentApi {
         .await
     }
 
+    /// The pod's PodEndpoint as the API holds it now (never from the watch:
+    /// for a delete that must see the latest resourceVersion).
+    pub async fn endpoint_now(&self, ns: &str, name: &str) -> Result<Option<PodEndpoint>, Error> {
+        timed(
+            || format!("get PodEndpoint {ns}/{name}"),
+            Api::<PodEndpoint>::namespaced(self.client.clone(), ns).get_opt(name),
+        )
+        .await
+    }
+
     /// The PodEndpoints this node's agent wrote.
     pub async fn endpoints_on_node(&self) -> Result<Vec<PodEndpoint>, Error> {
         if let Some(found) = self.cache.as_ref().and_then(|c| c.endpoints()) {
