@@ -780,12 +780,14 @@ fn chart_is_accepted_by_a_real_api_server_and_grants_least_privilege() {
                 false,
             ),
             (
+                // The agent watches SGCs (every resync is answered from the
+                // watch), but never writes them.
                 "egress-node-agent",
                 "list",
                 (GROUP, "staticgatewayconfigurations"),
                 None,
                 None,
-                false,
+                true,
             ),
             (
                 "egress-node-agent",
