@@ -81,3 +81,21 @@ pub enum Error {
     #[error("{0} not found")]
     NotFound(String),
 }
+
+/// How a caller should react to a client error: one mapping for every
+/// adapter of this crate.
+pub(crate) fn failure_kind(e: &kube::Error) -> egress_core::FailureKind {
+    use egress_core::FailureKind;
+    match e {
+        kube::Error::Api(s) => match s.code {
+            404 => FailureKind::NotFound,
+            409 => FailureKind::Conflict,
+            429 => FailureKind::Throttled {
+                retry_after_secs: None,
+            },
+            c if c >= 500 => FailureKind::Transient,
+            _ => FailureKind::Permanent,
+        },
+        _ => FailureKind::Transient,
+    }
+}

@@ -86,18 +86,7 @@ pub fn written_for(ep: &PodEndpoint, node: &str, uid: &str) -> bool {
 
 fn core(op: &'static str, e: Error) -> egress_core::Error {
     let kind = match &e {
-        Error::Api {
-            source: kube::Error::Api(s),
-            ..
-        } => match s.code {
-            404 => FailureKind::NotFound,
-            409 => FailureKind::Conflict,
-            429 => FailureKind::Throttled {
-                retry_after_secs: None,
-            },
-            c if c >= 500 => FailureKind::Transient,
-            _ => FailureKind::Permanent,
-        },
+        Error::Api { source, .. } => crate::error::failure_kind(source),
         _ => FailureKind::Transient,
     };
     egress_core::Error::adapter(Layer::Cluster, op, kind, e)

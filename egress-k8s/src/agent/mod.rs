@@ -320,22 +320,20 @@ impl AgentApi {
             }),
             ..DeleteParams::default()
         };
-        match tokio::time::timeout(
-            REQUEST_TIMEOUT,
-            Api::<PodEndpoint>::namespaced(self.client.clone(), &ns).delete(&name, &dp),
+        let api = Api::<PodEndpoint>::namespaced(self.client.clone(), &ns);
+        match timed(
+            || format!("delete PodEndpoint {ns}/{name}"),
+            api.delete(&name, &dp),
         )
         .await
         {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(kube::Error::Api(s))) if s.code == 404 || s.code == 409 => Ok(()),
-            Ok(Err(source)) => Err(Error::Api {
-                action: format!("delete PodEndpoint {ns}/{name}"),
-                source,
-            }),
-            Err(_) => Err(Error::Timeout {
-                action: format!("delete PodEndpoint {ns}/{name}"),
-                seconds: REQUEST_TIMEOUT.as_secs(),
-            }),
+            Ok(_) => Ok(()),
+            // Gone, or changed since it was seen: nothing of `seen` is left.
+            Err(Error::Api {
+                source: kube::Error::Api(s),
+                ..
+            }) if s.code == 404 || s.code == 409 => Ok(()),
+            Err(e) => Err(e),
         }
     }
 

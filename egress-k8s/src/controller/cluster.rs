@@ -52,18 +52,7 @@ pub(super) fn kube_err(
 ) -> impl FnOnce(kube::Error) -> CoreError {
     let object = object.into();
     move |source| {
-        let kind = match &source {
-            kube::Error::Api(s) => match s.code {
-                404 => FailureKind::NotFound,
-                409 => FailureKind::Conflict,
-                429 => FailureKind::Throttled {
-                    retry_after_secs: None,
-                },
-                c if c >= 500 => FailureKind::Transient,
-                _ => FailureKind::Permanent,
-            },
-            _ => FailureKind::Transient,
-        };
+        let kind = crate::error::failure_kind(&source);
         CoreError::adapter(
             Layer::Cluster,
             op,
